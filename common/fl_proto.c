@@ -11,10 +11,13 @@
  * Decoding happens in three steps:
  *   1. s_walk(): an allocation-free pass over the raw bytes that checks the
  *      msgpack is well formed, complete, at most S_DEPTH_MAX deep, with no
- *      trailing bytes, and that no container declares more elements than bytes
- *      remain. msgpack-c allocates a container's element array as soon as it
- *      reads the count, so without this pass a 5-byte "array of 2^32 elements"
- *      would make it ask for 64 GiB; after it, msgpack-c allocates O(len).
+ *      trailing bytes. msgpack-c allocates a container's element array as soon
+ *      as it reads the count, so handed a 5-byte "array of 2^32 elements" it
+ *      asks for 64 GiB (the unit tests show ASan aborting on exactly that when
+ *      this pass is skipped). Once the walk has seen every announced element
+ *      present, the counts sum to at most len and msgpack-c allocates O(len).
+ *      The walk also stops at the first container that announces more elements
+ *      than bytes remain, so junk costs no more than its own length to refuse.
  *   2. msgpack_unpack_next() builds the object tree (strings and bins point
  *      into buf; nothing is copied).
  *   3. The map is checked against the type's table, field by field.
