@@ -195,22 +195,42 @@ fl_aggr_sum(const fl_aggr_t *self)
     return self->count ? self->sum : NULL;
 }
 
+/* out = sum * inv, computed in double and rounded once; vectorises. */
+static void
+s_scale_out(float *restrict out, const float *restrict sum, size_t n, double inv)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)((double)sum[i] * inv);
+}
+
+/* The same, clamped to the float range (scalar; see fl_aggr_mean). */
+static void
+s_scale_out_clamped(float *restrict out, const float *restrict sum, size_t n, double inv)
+{
+    const double hi = (double)FLT_MAX;
+    for (size_t i = 0; i < n; i++) {
+        double m = (double)sum[i] * inv;
+        m = m > hi ? hi : m;
+        m = m < -hi ? -hi : m;
+        out[i] = (float)m;
+    }
+}
+
 int
 fl_aggr_mean(const fl_aggr_t *self, float *out)
 {
     if (self->count == 0)
         return fl_fail(FL_ESTATE, "no update has been aggregated since the last reset");
     assert(self->weight > 0.0);
-    const float *restrict sum = self->sum;
-    const double inv = 1.0 / self->weight;
-    const double hi = (double)FLT_MAX;
-    /* Mathematically |mean| <= max |u| <= FLT_MAX; only the float rounding of
-     * the sum can push it past, hence the clamp. */
-    for (size_t i = 0; i < self->numel; i++) {
-        double m = (double)sum[i] * inv;
-        m = m > hi ? hi : m;
-        m = m < -hi ? -hi : m;
-        out[i] = (float)m;
-    }
+    double inv = 1.0 / self->weight;
+    /* Mathematically |mean| <= max |u| <= FLT_MAX, but the float rounding of
+     * the sum can push a mean of near-FLT_MAX values past it. bound * inv
+     * bounds every |sum[i] * inv| up to that rounding (a relative
+     * count * 2^-24), so below FLT_MAX / 2 the plain loop cannot overflow;
+     * only absurd updates take the clamped one. */
+    if (self->bound * inv <= (double)FLT_MAX / 2)
+        s_scale_out(out, self->sum, self->numel, inv);
+    else
+        s_scale_out_clamped(out, self->sum, self->numel, inv);
     return 0;
 }
