@@ -130,6 +130,14 @@ s_first_nonfinite(const float *u, size_t n)
     return n;
 }
 
+/* Do [a, a+n) and [b, b+n) overlap? (addresses compared as integers) */
+static bool
+s_overlap(const float *a, const float *b, size_t n)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b, len = n * sizeof(float);
+    return x < y + len && y < x + len;
+}
+
 int
 fl_aggr_add(fl_aggr_t *self, const float *update, size_t numel, double weight)
 {
@@ -142,6 +150,9 @@ fl_aggr_add(fl_aggr_t *self, const float *update, size_t numel, double weight)
         return fl_fail(FL_EINVAL, "update weight %g is not a finite number in [%g, %g]", weight,
                        FL_AGGR_WEIGHT_MIN, FL_AGGR_WEIGHT_MAX);
 
+    /* The kernels take restrict pointers; passing fl_aggr_sum() back in is a
+     * programming error. */
+    assert(!s_overlap(update, self->sum, numel) && !s_overlap(update, self->spare, numel));
     float w = (float)weight;
     uint32_t maxbits = self->count ? s_axpy_checked(self->spare, self->sum, update, numel, w)
                                    : s_scale_checked(self->spare, update, numel, w);

@@ -167,9 +167,12 @@ s_bench_aggr(const size_t *sizes, int nsizes, const int *ns, int nns)
 
         for (int ni = 0; ni < nns; ni++) {
             int nupd = ns[ni];
-            /* fewer repetitions where one run already moves gigabytes */
+            /* about 1 GB per kernel and cell: many repetitions of the short
+             * runs (the best of them filters out the other workers' load),
+             * one of those that already move gigabytes */
             double bytes = (double)nupd * (double)n * sizeof(float);
-            int reps = bytes > 2e9 ? 1 : (bytes > 3e8 ? 2 : 3);
+            int reps = (int)(1e9 / bytes);
+            reps = reps < 1 ? 1 : (reps > 12 ? 12 : reps);
             double best[K_COUNT];
             for (int k = 0; k < K_COUNT; k++)
                 best[k] = 1e30;
