@@ -6,8 +6,8 @@
  * of n rows, with A the n x in input of the layer (x for layer 0) and W its
  * out x in weight (PyTorch's layout):
  *
- *   forward    Z  = A W^T + b            sgemm(NoTrans, Trans)   n x out
- *              A' = relu(Z)              (hidden layers; one pass with the bias)
+ *   forward    Z  = A W^T + b            sgemm(NoTrans, Trans)   n x out, beta 1 onto rows of b
+ *              A' = relu(Z)              (hidden layers; one pass in place)
  *   backward   dW = dZ^T A               sgemm(Trans, NoTrans)   out x in
  *              db = column sums of dZ    (folded into the pass that makes dZ)
  *              dA = dZ W                 sgemm(NoTrans, NoTrans) n x in, not for layer 0
@@ -217,6 +217,10 @@ fl_model_new(const char *spec, size_t max_batch, fl_model_t **model_p)
         !fl_mul_ok(ws_floats + s_round16(part), sizeof(float), &part))
         return fl_fail(FL_ENOMEM, "model '%s': workspace size overflows", spec);
     size_t ws_bytes = part;
+    if (ws_bytes > FL_MODEL_WORKSPACE_MAX)
+        return fl_fail(FL_ERANGE, "model '%s': a batch of %zu needs a %zu MiB workspace (limit %zu "
+                                  "MiB)", spec, max_batch, ws_bytes >> 20,
+                       FL_MODEL_WORKSPACE_MAX >> 20);
 
     self = fl_xcalloc(1, sizeof *self);
     s_format(&sp, self->spec, sizeof self->spec);
@@ -340,30 +344,24 @@ fl_model_flops(const fl_model_t *self, size_t n, bool train)
     return flops;
 }
 
-/*
- * z[r][j] = relu(z[r][j] + b[j]) for an n x m block: bias and ReLU in one pass.
- * Written `v < 0 ? 0 : v` so that a NaN propagates (as torch.relu does) instead of
- * being hidden as 0.
- */
+/* Every row of the n x m block z set to b. */
 static void
-s_bias_relu(float *restrict z, const float *restrict b, size_t n, size_t m)
+s_broadcast_rows(float *restrict z, const float *restrict b, size_t n, size_t m)
 {
-    for (size_t r = 0; r < n; r++) {
-        float *restrict row = z + r * m;
-        for (size_t j = 0; j < m; j++) {
-            float v = row[j] + b[j];
-            row[j] = v < 0.0f ? 0.0f : v;
-        }
-    }
+    for (size_t r = 0; r < n; r++)
+        memcpy(z + r * m, b, m * sizeof *z);
 }
 
+/*
+ * ReLU in place over n contiguous values. Written `v < 0 ? 0 : v` so that a NaN
+ * propagates (as torch.relu does) instead of being hidden as 0.
+ */
 static void
-s_bias(float *restrict z, const float *restrict b, size_t n, size_t m)
+s_relu(float *restrict z, size_t n)
 {
-    for (size_t r = 0; r < n; r++) {
-        float *restrict row = z + r * m;
-        for (size_t j = 0; j < m; j++)
-            row[j] += b[j];
+    for (size_t i = 0; i < n; i++) {
+        float v = z[i];
+        z[i] = v < 0.0f ? 0.0f : v;
     }
 }
 
@@ -379,12 +377,13 @@ s_forward(fl_model_t *self, const float *x, size_t n, float *logits)
         size_t in = self->dims[l], out = self->dims[l + 1];
         bool last = l + 1 == self->nlayers;
         float *z = last && logits ? logits : self->act[l];
+        /* Z starts as the bias in every row and sgemm adds A W^T to it (beta = 1): the bias
+         * costs no pass of its own, and OpenBLAS skips its slower beta = 0 clearing pass. */
+        s_broadcast_rows(z, self->b[l], n, out);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f,
-                    in_buf, (int)in, self->w[l], (int)in, 0.0f, z, (int)out);
-        if (last)
-            s_bias(z, self->b[l], n, out);
-        else
-            s_bias_relu(z, self->b[l], n, out);
+                    in_buf, (int)in, self->w[l], (int)in, 1.0f, z, (int)out);
+        if (!last)
+            s_relu(z, n * out);
         in_buf = z;
     }
 }
@@ -479,9 +478,11 @@ fl_model_loss_grad(fl_model_t *self, const float *x, const int32_t *y, size_t n,
         size_t in = self->dims[l], out = self->dims[l + 1];
         const float *a_in = l == 0 ? x : self->act[l - 1];
         const float *dz = self->act[l];
-        /* dW = dZ^T A */
+        /* dW = dZ^T A. Cleared with memset and accumulated with beta = 1: OpenBLAS's own
+         * beta = 0 pass over C is markedly slower than memset for a C this large. */
+        memset(self->gw[l], 0, out * in * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0f, dz,
-                    (int)out, a_in, (int)in, 0.0f, self->gw[l], (int)in);
+                    (int)out, a_in, (int)in, 1.0f, self->gw[l], (int)in);
         if (l == 0)
             break; /* no one needs dX */
         /* dA = dZ W, then the ReLU mask turns it into dZ of layer l-1 in place of its

@@ -39,6 +39,7 @@
 #define FL_MODEL_LAYERS_MAX 16             /* linear layers */
 #define FL_MODEL_BATCH_MAX ((size_t)1 << 20)
 #define FL_MODEL_SPEC_MAX 256 /* longest spec string accepted, including the NUL */
+#define FL_MODEL_WORKSPACE_MAX ((size_t)8 << 30) /* bytes of activations for max_batch rows */
 
 typedef struct fl_model fl_model_t;
 
@@ -47,9 +48,11 @@ typedef struct fl_model fl_model_t;
  * (1..FL_MODEL_BATCH_MAX). Parameters start at zero: call fl_model_init() or
  * copy parameters in. Also applies the default BLAS thread count
  * (fl_blas_init_default()).
- * Fails with FL_EINVAL naming what is wrong in the spec or max_batch, or
- * FL_ENOMEM when the workspace cannot be allocated; *model_p is untouched on
- * failure. Caller owns the result (fl_model_destroy()).
+ * Fails with FL_EINVAL naming what is wrong in the spec or max_batch,
+ * FL_ERANGE when the workspace would exceed FL_MODEL_WORKSPACE_MAX, or
+ * FL_ENOMEM when it cannot be allocated; *model_p is untouched on failure.
+ * (The parameters themselves are allocated through fl_params, which aborts
+ * when memory runs out.) Caller owns the result (fl_model_destroy()).
  */
 int fl_model_new(const char *spec, size_t max_batch, fl_model_t **model_p) FL_MUST_CHECK;
 

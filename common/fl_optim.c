@@ -167,6 +167,27 @@ fl_optim_reset(fl_optim_t *self)
     self->ref = NULL;
 }
 
+int
+fl_optim_set_lr(fl_optim_t *self, float lr)
+{
+    if (!(isfinite(lr) && lr > 0.0f))
+        return fl_fail(FL_EINVAL, "%s: lr must be a finite number > 0, got %g",
+                       fl_optim_kind_name(self->cfg.kind), (double)lr);
+    self->cfg.lr = lr;
+    return 0;
+}
+
+float
+fl_optim_cosine_lr(float lr0, uint64_t step, uint64_t total)
+{
+    if (total == 0)
+        return lr0;
+    if (step > total)
+        step = total;
+    double t = (double)step / (double)total;
+    return (float)((double)lr0 * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
+}
+
 uint64_t
 fl_optim_steps(const fl_optim_t *self)
 {

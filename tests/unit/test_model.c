@@ -127,6 +127,9 @@ test_spec_invalid(void **state)
     assert_int_equal(fl_model_new("softmax:4-3", 0, &m), FL_EINVAL);
     assert_non_null(strstr(fl_errmsg(), "max batch 0"));
     assert_int_equal(fl_model_new("softmax:4-3", FL_MODEL_BATCH_MAX + 1, &m), FL_EINVAL);
+    /* 2^20 rows of 2^20 hidden activations: far past the workspace limit. */
+    assert_int_equal(fl_model_new("mlp:1-1048576-2", FL_MODEL_BATCH_MAX, &m), FL_ERANGE);
+    assert_non_null(strstr(fl_errmsg(), "workspace"));
     assert_null(m);
 }
 

@@ -319,6 +319,39 @@ test_reset(void **state)
     }
 }
 
+static void
+test_set_lr_and_cosine(void **state)
+{
+    (void)state;
+    fl_optim_config_t c;
+    fl_optim_config_default(&c, FL_OPTIM_SGD);
+    c.lr = 0.1f;
+    c.momentum = 0.0f;
+    fl_params_t *w = s_vec(s_w0), *g = s_vec(s_grads[0]);
+    fl_optim_t *o = NULL;
+    assert_int_equal(fl_optim_new(&c, w, &o), 0);
+    assert_int_equal(fl_optim_set_lr(o, 0.5f), 0);
+    assert_true(fl_optim_config(o)->lr == 0.5f);
+    fl_optim_step(o, w, g);
+    /* w0[0] - 0.5 * 0.2 */
+    assert_true(fabsf(fl_params_data(w)[0] - 0.9f) < 1e-7f);
+    assert_int_equal(fl_optim_set_lr(o, 0.0f), FL_EINVAL);
+    assert_non_null(strstr(fl_errmsg(), "lr"));
+    assert_int_equal(fl_optim_set_lr(o, NAN), FL_EINVAL);
+    assert_int_equal(fl_optim_set_lr(o, -1.0f), FL_EINVAL);
+    assert_true(fl_optim_config(o)->lr == 0.5f);
+    fl_optim_destroy(&o);
+    fl_params_destroy(&w);
+    fl_params_destroy(&g);
+
+    assert_true(fl_optim_cosine_lr(0.2f, 0, 100) == 0.2f);
+    assert_true(fabsf(fl_optim_cosine_lr(0.2f, 50, 100) - 0.1f) < 1e-7f);
+    assert_true(fabsf(fl_optim_cosine_lr(0.2f, 25, 100) - 0.2f * 0.8535534f) < 1e-7f);
+    assert_true(fl_optim_cosine_lr(0.2f, 100, 100) < 1e-9f);
+    assert_true(fl_optim_cosine_lr(0.2f, 500, 100) < 1e-9f);
+    assert_true(fl_optim_cosine_lr(0.2f, 7, 0) == 0.2f);
+}
+
 /* fl_optim_new must refuse cfg with FL_EINVAL, a detail containing `field`, and leave
  * *out alone. */
 static void
@@ -416,6 +449,7 @@ main(void)
         cmocka_unit_test(test_fedprox_sgd),
         cmocka_unit_test(test_fedprox_adam),
         cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_set_lr_and_cosine),
         cmocka_unit_test(test_config_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
