@@ -62,8 +62,7 @@ typedef struct {
 static int
 s_parse(const char *spec, s_spec_t *out)
 {
-    s_spec_t sp;
-    memset(&sp, 0, sizeof sp);
+    s_spec_t sp = {0};
     if (!spec || !*spec)
         return fl_fail(FL_EINVAL, "model spec is empty (expected e.g. softmax:784-10 or "
                                   "mlp:784-256-10)");
@@ -177,7 +176,7 @@ s_build_layout(const s_spec_t *sp, fl_params_t **params_p)
 int
 fl_model_layout(const char *spec, fl_params_t **params_p)
 {
-    s_spec_t sp;
+    s_spec_t sp = {0};
     int rc = s_parse(spec, &sp);
     if (rc < 0)
         return rc;
@@ -194,7 +193,7 @@ s_round16(size_t n)
 int
 fl_model_new(const char *spec, size_t max_batch, fl_model_t **model_p)
 {
-    s_spec_t sp;
+    s_spec_t sp = {0};
     fl_model_t *self = NULL;
     int rc = s_parse(spec, &sp);
     if (rc < 0)
@@ -423,8 +422,10 @@ s_softmax_xent_grad(float *restrict z, const int32_t *restrict y, size_t n, size
         size_t t = (size_t)y[r];
         float m;
         ok += s_argmax(row, c, &m) == t;
-        float zt = row[t], s = 0.0f;
-        for (size_t j = 0; j < c; j++) {
+        /* s starts from the first term, so that it is visibly > 0 before the log. */
+        float zt = row[t], s = expf(row[0] - m);
+        row[0] = s;
+        for (size_t j = 1; j < c; j++) {
             float e = expf(row[j] - m);
             row[j] = e;
             s += e;
@@ -516,9 +517,10 @@ fl_model_evaluate(fl_model_t *self, const float *x, const int32_t *y, size_t n,
             const float *row = z + r * c;
             int32_t t = y[start + r];
             assert(t >= 0 && (size_t)t < c);
-            float mx, s = 0.0f;
+            float mx;
             ok += s_argmax(row, c, &mx) == (size_t)t;
-            for (size_t j = 0; j < c; j++)
+            float s = expf(row[0] - mx);
+            for (size_t j = 1; j < c; j++)
                 s += expf(row[j] - mx);
             loss += (double)(mx + logf(s) - row[t]);
         }
