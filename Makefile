@@ -46,7 +46,7 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wconversion -Wstrict-proto
         -Wmissing-prototypes -Wvla -Wcast-qual -Wpointer-arith -Wundef -Wwrite-strings \
         -Wnull-dereference -Werror
 HARDEN := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=3
-CFLAGS_BASE := -std=c17 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(WARN) -Icommon $(PKG_CFLAGS)
+CFLAGS_BASE := -std=c17 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -fno-math-errno $(WARN) -Icommon $(PKG_CFLAGS)
 CFLAGS ?= $(OPT) $(HARDEN) -march=x86-64-v2 -mtune=native
 LDFLAGS ?= -pie -Wl,-z,relro,-z,now
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(EXTRA_CFLAGS)
@@ -62,7 +62,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test unit integration demo bench asan lint install clean deps help
+.PHONY: all test unit integration demo bench asan lint install clean deps help fuzz
 all: $(BINS)
 
 help:
@@ -123,6 +123,19 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	    CFLAGS="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" COVEY_ASAN=1 test
+
+# libFuzzer targets for every decoder of outside input (clang), each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(CFLAGS_BASE) \
+	    -Wno-unknown-warning-option $$f $(LIB_SRCS) -o build/fuzz/$$n $(PKG_LIBS) || exit 1; \
+	  mkdir -p build/fuzz/$$n.corpus; \
+	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) \
+	    $$( [ -f tests/fuzz/$$n.dict ] && echo -dict=tests/fuzz/$$n.dict ) build/fuzz/$$n.corpus || exit 1; \
+	done
 
 lint:
 	clang-tidy --quiet $(LIB_SRCS) $(COORD_SRCS) $(AGENT_SRCS) -- $(CFLAGS_BASE) -Wno-unknown-warning-option

@@ -26,6 +26,11 @@ struct fl_aggr {
     size_t count;  /* updates added since reset */
     double weight; /* sum of the (float-rounded) weights */
     double bound;  /* sum_k w_k max|u_k|: an upper bound on every |sum[i]| */
+    /* the open streaming add */
+    bool open;
+    float w;          /* its weight, as float */
+    size_t done;      /* elements written into spare so far */
+    uint32_t maxbits; /* max bits(|u|) so far */
 };
 
 /* A 64-byte aligned buffer of n floats, zeroed so that its pages are touched
@@ -76,6 +81,7 @@ fl_aggr_destroy(fl_aggr_t **self_p)
 void
 fl_aggr_reset(fl_aggr_t *self)
 {
+    fl_aggr_abort(self);
     /* The buffers keep stale values; count == 0 tells the next add to
      * overwrite the sum rather than read it. */
     self->count = 0;
@@ -139,47 +145,116 @@ s_overlap(const float *a, const float *b, size_t n)
 }
 
 int
+fl_aggr_begin(fl_aggr_t *self, double weight)
+{
+    if (self->open) {
+        fl_aggr_abort(self);
+        return fl_fail(FL_ESTATE, "an update is already being added");
+    }
+    if (!isfinite(weight) || !(weight >= FL_AGGR_WEIGHT_MIN && weight <= FL_AGGR_WEIGHT_MAX))
+        return fl_fail(FL_EINVAL, "update weight %g is not a finite number in [%g, %g]", weight,
+                       FL_AGGR_WEIGHT_MIN, FL_AGGR_WEIGHT_MAX);
+    self->open = true;
+    self->w = (float)weight;
+    self->done = 0;
+    self->maxbits = 0;
+    return 0;
+}
+
+int
+fl_aggr_chunk(fl_aggr_t *self, size_t offset, const float *data, size_t n)
+{
+    if (!self->open)
+        return fl_fail(FL_ESTATE, "no update is being added");
+    if (!data || offset != self->done || n > self->numel - self->done) {
+        size_t done = self->done;
+        fl_aggr_abort(self);
+        return fl_fail(FL_EINVAL,
+                       "update piece [%zu, +%zu) does not continue at element %zu of %zu", offset,
+                       n, done, self->numel);
+    }
+    /* The kernels take restrict pointers; passing the aggregator's own
+     * buffers back in is a programming error. */
+    assert(!s_overlap(data, self->sum, self->numel) && !s_overlap(data, self->spare, self->numel));
+    uint32_t maxbits = self->count ? s_axpy_checked(self->spare + offset, self->sum + offset, data,
+                                                    n, self->w)
+                                   : s_scale_checked(self->spare + offset, data, n, self->w);
+    /* Only self->spare has been written: failing leaves the sum as it was. */
+    if (maxbits >= S_EXP_ALL_ONES) {
+        size_t i = s_first_nonfinite(data, n);
+        assert(i < n);
+        fl_aggr_abort(self);
+        return fl_fail(FL_ENONFINITE, "update element %zu of %zu is %s", offset + i,
+                       self->numel, isnan(data[i]) ? "NaN" : "Inf");
+    }
+    self->maxbits = maxbits > self->maxbits ? maxbits : self->maxbits;
+    self->done += n;
+    return 0;
+}
+
+int
+fl_aggr_commit(fl_aggr_t *self)
+{
+    if (!self->open)
+        return fl_fail(FL_ESTATE, "no update is being added");
+    if (self->done != self->numel) {
+        size_t done = self->done;
+        fl_aggr_abort(self);
+        return fl_fail(FL_ESTATE, "update incomplete: %zu of %zu elements", done, self->numel);
+    }
+    float maxabs;
+    memcpy(&maxabs, &self->maxbits, sizeof maxabs);
+    double bound = self->bound + (double)self->w * (double)maxabs;
+    if (bound > FL_AGGR_SUM_MAX) {
+        float w = self->w;
+        fl_aggr_abort(self);
+        return fl_fail(FL_ERANGE,
+                       "update too large to aggregate: max |x| = %g at weight %g would let the "
+                       "float sum overflow (bound %g > %g)",
+                       (double)maxabs, (double)w, bound, FL_AGGR_SUM_MAX);
+    }
+    float *t = self->sum;
+    self->sum = self->spare;
+    self->spare = t;
+    self->count++;
+    self->weight += (double)self->w;
+    self->bound = bound;
+    self->open = false;
+    return 0;
+}
+
+void
+fl_aggr_abort(fl_aggr_t *self)
+{
+    self->open = false;
+    self->done = 0;
+}
+
+bool
+fl_aggr_open(const fl_aggr_t *self)
+{
+    return self->open;
+}
+
+float *
+fl_aggr_scratch(fl_aggr_t *self)
+{
+    return self->open ? NULL : self->spare;
+}
+
+int
 fl_aggr_add(fl_aggr_t *self, const float *update, size_t numel, double weight)
 {
+    int rc;
     if (!update)
         return fl_fail(FL_EINVAL, "update is NULL");
     if (numel != self->numel)
         return fl_fail(FL_EINVAL, "update has %zu elements, the model has %zu", numel,
                        self->numel);
-    if (!isfinite(weight) || !(weight >= FL_AGGR_WEIGHT_MIN && weight <= FL_AGGR_WEIGHT_MAX))
-        return fl_fail(FL_EINVAL, "update weight %g is not a finite number in [%g, %g]", weight,
-                       FL_AGGR_WEIGHT_MIN, FL_AGGR_WEIGHT_MAX);
-
-    /* The kernels take restrict pointers; passing fl_aggr_sum() back in is a
-     * programming error. */
-    assert(!s_overlap(update, self->sum, numel) && !s_overlap(update, self->spare, numel));
-    float w = (float)weight;
-    uint32_t maxbits = self->count ? s_axpy_checked(self->spare, self->sum, update, numel, w)
-                                   : s_scale_checked(self->spare, update, numel, w);
-    /* From here on only self->spare has been written: failing leaves the sum,
-     * count and weight exactly as they were. */
-    if (maxbits >= S_EXP_ALL_ONES) {
-        size_t i = s_first_nonfinite(update, numel);
-        assert(i < numel);
-        return fl_fail(FL_ENONFINITE, "update element %zu of %zu is %s", i, numel,
-                       isnan(update[i]) ? "NaN" : "Inf");
-    }
-    float maxabs;
-    memcpy(&maxabs, &maxbits, sizeof maxabs);
-    double bound = self->bound + (double)w * (double)maxabs;
-    if (bound > FL_AGGR_SUM_MAX)
-        return fl_fail(FL_ERANGE,
-                       "update too large to aggregate: max |x| = %g at weight %g would let the "
-                       "float sum overflow (bound %g > %g)",
-                       (double)maxabs, weight, bound, FL_AGGR_SUM_MAX);
-
-    float *t = self->sum;
-    self->sum = self->spare;
-    self->spare = t;
-    self->count++;
-    self->weight += (double)w;
-    self->bound = bound;
-    return 0;
+    if ((rc = fl_aggr_begin(self, weight)) != 0 ||
+        (rc = fl_aggr_chunk(self, 0, update, numel)) != 0)
+        return rc;
+    return fl_aggr_commit(self);
 }
 
 size_t

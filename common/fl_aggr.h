@@ -86,6 +86,38 @@ void fl_aggr_reset(fl_aggr_t *self);
  */
 int fl_aggr_add(fl_aggr_t *self, const float *update, size_t numel, double weight) FL_MUST_CHECK;
 
+/*
+ * Streaming add, for updates that arrive in pieces (network chunks): the
+ * coordinator never holds a whole update, only the sum and the spare buffer,
+ * so its memory stays at 2 x model for aggregation.
+ *
+ *   fl_aggr_begin(weight)                       open an add; FL_EINVAL on a bad weight,
+ *                                               FL_ESTATE if one is already open
+ *   fl_aggr_chunk(offset, data, n) ...          elements [offset, offset+n) in order:
+ *                                               offset must equal the elements given so far
+ *                                               (FL_EINVAL otherwise, naming both);
+ *                                               FL_ENONFINITE naming the element
+ *   fl_aggr_commit()                            all numel elements given: the add takes
+ *                                               effect (FL_ESTATE if incomplete, FL_ERANGE
+ *                                               if too large, as fl_aggr_add)
+ *   fl_aggr_abort()                             discard the open add (can't fail)
+ *
+ * Until fl_aggr_commit succeeds the sum, count and weight are bit-for-bit
+ * unchanged; any failure of begin/chunk/commit aborts the open add.
+ */
+int fl_aggr_begin(fl_aggr_t *self, double weight) FL_MUST_CHECK;
+int fl_aggr_chunk(fl_aggr_t *self, size_t offset, const float *data, size_t n) FL_MUST_CHECK;
+int fl_aggr_commit(fl_aggr_t *self) FL_MUST_CHECK;
+void fl_aggr_abort(fl_aggr_t *self);
+
+/* True while a streaming add is open. */
+bool fl_aggr_open(const fl_aggr_t *self);
+
+/* The spare buffer (numel floats), free for the caller's use — typically as
+ * the output of fl_aggr_mean() at the end of a round — while no add is open.
+ * Overwritten by the next add. Borrowed from self. */
+float *fl_aggr_scratch(fl_aggr_t *self);
+
 /* Number of updates added since the last reset. */
 size_t fl_aggr_count(const fl_aggr_t *self);
 

@@ -14,6 +14,7 @@ struct fl_params {
     size_t cap;
     float *data;
     size_t numel;
+    size_t data_cap; /* elements allocated; grows with headroom so a layout builds in O(total) */
 };
 
 fl_params_t *
@@ -83,12 +84,19 @@ fl_params_add(fl_params_t *self, const char *name, int ndim, const size_t shape[
         self->cap = self->cap ? self->cap * 2 : 8;
         self->tensors = fl_xrealloc(self->tensors, self->cap * sizeof(fl_tensor_t));
     }
-    float *data = fl_xmalloc_aligned(total * sizeof(float));
-    if (self->numel)
-        memcpy(data, self->data, self->numel * sizeof(float));
-    memset(data + self->numel, 0, numel * sizeof(float));
-    free(self->data);
-    self->data = data;
+    if (total > self->data_cap) {
+        /* ~6% headroom: amortised linear growth, little memory left unused */
+        size_t cap = total + total / 16 + 1024;
+        if (cap > FL_PARAMS_MAX_ELEMS)
+            cap = FL_PARAMS_MAX_ELEMS;
+        float *data = fl_xmalloc_aligned(cap * sizeof(float));
+        if (self->numel)
+            memcpy(data, self->data, self->numel * sizeof(float));
+        free(self->data);
+        self->data = data;
+        self->data_cap = cap;
+    }
+    memset(self->data + self->numel, 0, numel * sizeof(float));
 
     fl_tensor_t *t = &self->tensors[self->count++];
     memset(t, 0, sizeof *t);
@@ -145,7 +153,8 @@ fl_params_clone_layout(const fl_params_t *self)
     c->tensors = fl_xmalloc(c->cap * sizeof(fl_tensor_t));
     memcpy(c->tensors, self->tensors, self->count * sizeof(fl_tensor_t));
     c->numel = self->numel;
-    c->data = fl_xmalloc_aligned((self->numel ? self->numel : 1) * sizeof(float));
+    c->data_cap = self->numel ? self->numel : 1;
+    c->data = fl_xmalloc_aligned(c->data_cap * sizeof(float));
     memset(c->data, 0, self->numel * sizeof(float));
     s_rebase(c);
     return c;

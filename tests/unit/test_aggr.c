@@ -334,6 +334,73 @@ test_new_rejects_bad_size(void **state)
     assert_null(fl_aggr_new(((size_t)1 << 31) + 1));
 }
 
+/* Chunked adds give bit-identical sums to whole adds, and any failure in the
+ * middle of a chunked add leaves the sum as it was. */
+static void
+test_chunked_add(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static float u1[N], u2[N], bad[N], whole[N], chunked[N];
+    for (int i = 0; i < N; i++) {
+        u1[i] = (float)i * 0.001f - 0.3f;
+        u2[i] = (float)(N - i) * 0.002f;
+        bad[i] = u2[i];
+    }
+    bad[777] = NAN;
+    fl_aggr_t *a = fl_aggr_new(N), *b = fl_aggr_new(N);
+    assert_int_equal(fl_aggr_add(a, u1, N, 3.0), 0);
+    assert_int_equal(fl_aggr_add(a, u2, N, 5.0), 0);
+
+    assert_int_equal(fl_aggr_begin(b, 3.0), 0);
+    assert_true(fl_aggr_open(b));
+    assert_null(fl_aggr_scratch(b));
+    assert_int_equal(fl_aggr_chunk(b, 0, u1, 400), 0);
+    assert_int_equal(fl_aggr_chunk(b, 400, u1 + 400, 600), 0);
+    assert_int_equal(fl_aggr_commit(b), 0);
+    assert_false(fl_aggr_open(b));
+    memcpy(chunked, fl_aggr_sum(b), sizeof chunked);
+
+    /* a NaN in the second piece: aborted, sum unchanged */
+    assert_int_equal(fl_aggr_begin(b, 5.0), 0);
+    assert_int_equal(fl_aggr_chunk(b, 0, bad, 500), 0);
+    assert_int_equal(fl_aggr_chunk(b, 500, bad + 500, 500), FL_ENONFINITE);
+    assert_non_null(strstr(fl_errmsg(), "element 777"));
+    assert_false(fl_aggr_open(b));
+    assert_memory_equal(fl_aggr_sum(b), chunked, sizeof chunked);
+    /* a gap: refused and aborted */
+    assert_int_equal(fl_aggr_begin(b, 5.0), 0);
+    assert_int_equal(fl_aggr_chunk(b, 0, u2, 100), 0);
+    assert_int_equal(fl_aggr_chunk(b, 200, u2 + 200, 100), FL_EINVAL);
+    assert_non_null(strstr(fl_errmsg(), "does not continue at element 100"));
+    assert_int_equal(fl_aggr_commit(b), FL_ESTATE);
+    /* incomplete commit: refused */
+    assert_int_equal(fl_aggr_begin(b, 5.0), 0);
+    assert_int_equal(fl_aggr_chunk(b, 0, u2, 999), 0);
+    assert_int_equal(fl_aggr_commit(b), FL_ESTATE);
+    assert_non_null(strstr(fl_errmsg(), "999 of 1000"));
+    assert_int_equal(fl_aggr_count(b), 1);
+    assert_memory_equal(fl_aggr_sum(b), chunked, sizeof chunked);
+    /* bad weight */
+    assert_int_equal(fl_aggr_begin(b, -1.0), FL_EINVAL);
+    assert_false(fl_aggr_open(b));
+
+    /* the good second update in pieces: identical to the whole adds */
+    assert_int_equal(fl_aggr_begin(b, 5.0), 0);
+    for (int off = 0; off < N; off += 128)
+        assert_int_equal(fl_aggr_chunk(b, (size_t)off, u2 + off, (size_t)(N - off < 128 ? N - off : 128)), 0);
+    assert_int_equal(fl_aggr_commit(b), 0);
+    assert_memory_equal(fl_aggr_sum(a), fl_aggr_sum(b), sizeof whole);
+    /* the mean can go into the scratch buffer */
+    assert_int_equal(fl_aggr_mean(a, whole), 0);
+    float *scratch = fl_aggr_scratch(b);
+    assert_non_null(scratch);
+    assert_int_equal(fl_aggr_mean(b, scratch), 0);
+    assert_memory_equal(whole, scratch, sizeof whole);
+    fl_aggr_destroy(&a);
+    fl_aggr_destroy(&b);
+}
+
 int
 main(void)
 {
@@ -344,6 +411,7 @@ main(void)
         cmocka_unit_test(test_overflow_bound),
         cmocka_unit_test(test_reset_and_empty),
         cmocka_unit_test(test_new_rejects_bad_size),
+        cmocka_unit_test(test_chunked_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,837 @@
+/*
+ * daemon.c — `covey-agent run`, the edge daemon, and `covey-agent keygen`.
+ *
+ * The main thread owns the DEALER socket to the coordinator (CurveZMQ client)
+ * and a monitor of it: on every successful handshake (first connection or a
+ * reconnection after an outage) the agent says hello; it pings every few
+ * seconds; it pulls the global model in chunks (resuming where it stopped when
+ * a transfer stalls or the connection breaks); and it serves its update to the
+ * coordinator's pull requests. Training and evaluation run on a worker thread
+ * so the connection stays responsive; the two threads hand jobs over an
+ * inproc PAIR pipe, and an abort sets a flag the training loop checks per
+ * batch. The daemon never exits because the coordinator is away.
+ */
+#include "agent.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "fl_blas.h"
+#include "fl_cli.h"
+#include "fl_data.h"
+#include "fl_keys.h"
+#include "fl_log.h"
+#include "fl_model.h"
+#include "fl_net.h"
+#include "fl_partition.h"
+#include "fl_proto.h"
+#include "fl_train.h"
+
+#define COVEY_AGENT_VERSION "0.1.0"
+#define GET_WINDOW 4            /* model chunks requested ahead */
+#define PING_MS 2000
+#define HELLO_RETRY_MS 1000
+#define DOWNLOAD_STALL_MS 5000  /* re-request from where the transfer stopped */
+
+typedef struct agent_opts {
+    const char *coordinator, *server_key, *key, *data, *test_data, *partition, *log_level;
+    size_t parts, index, threads;
+    uint64_t seed;
+} agent_opts_t;
+
+/* A task handed to the worker thread and its result. */
+typedef struct job {
+    fl_msg_t task;        /* the train or eval message */
+    int rc;               /* result code; reason in `reason` */
+    char reason[256];
+    uint64_t n_samples;
+    double loss, acc;
+} job_t;
+
+typedef struct agent {
+    agent_opts_t o;
+    void *ctx, *sock, *mon, *pipe;
+    fl_keypair_t *kp;
+    char server_pub[41];
+    fl_dataset_t *train, *test;
+
+    /* the global model: complete copy (have) and transfer in progress (dl) */
+    uint8_t *mbuf;
+    size_t mcap;
+    bool have;
+    uint8_t have_digest[32];
+    bool dl_active;
+    uint8_t dl_digest[32];
+    size_t dl_total, dl_got, dl_next;
+    int64_t dl_last_ms;
+
+    /* the task waiting for its model, and the one on the worker */
+    bool pending;
+    fl_msg_t pending_task;
+    bool busy;
+    job_t job;
+    atomic_int stop_job;
+    pthread_t worker;
+    bool worker_started;
+
+    /* worker-owned training state (touched only while busy or after join) */
+    fl_model_t *model;
+    fl_params_t *global_ref;
+
+    /* the update ready to be pulled */
+    float *upd;
+    size_t upd_cap, upd_bytes;
+    uint64_t upd_round, upd_attempt;
+    bool upd_valid;
+
+    bool connected, need_hello;
+    int64_t last_hello_ms, last_ping_ms;
+    uint8_t hdr[FL_HDR_MAX];
+} agent_t;
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+/* ------------------------------------------------------------ messaging */
+
+static int
+s_send(agent_t *a, const fl_msg_t *m, const void *data, size_t len)
+{
+    size_t hlen = 0;
+    int rc = fl_msg_encode(m, a->hdr, sizeof a->hdr, &hlen);
+    if (rc != 0) {
+        fl_error("cannot encode message", "type=%s reason=\"%s\"", fl_msg_type_name(m->type),
+                 fl_errmsg());
+        return rc;
+    }
+    rc = fl_net_send(a->sock, NULL, 0, a->hdr, hlen, data, len, ZMQ_DONTWAIT);
+    if (rc != 0)
+        fl_debug("send failed", "type=%s reason=\"%s\"", fl_msg_type_name(m->type), fl_errmsg());
+    return rc;
+}
+
+static void
+s_send_hello(agent_t *a)
+{
+    fl_msg_t m;
+    fl_msg_init(&m, FL_MSG_HELLO);
+    snprintf(m.version, sizeof m.version, "%s", COVEY_AGENT_VERSION);
+    m.n_train = a->train->n;
+    m.n_test = a->test ? a->test->n : 0;
+    if (a->have) {
+        m.has_digest = true;
+        memcpy(m.digest, a->have_digest, 32);
+    }
+    a->last_hello_ms = fl_now_ms();
+    if (s_send(a, &m, NULL, 0) == 0)
+        fl_debug("hello sent", NULL);
+}
+
+static void
+s_send_fail(agent_t *a, const fl_msg_t *task, const char *reason)
+{
+    fl_msg_t m;
+    fl_msg_init(&m, FL_MSG_FAIL);
+    m.round = task->round;
+    m.attempt = task->attempt;
+    snprintf(m.reason, sizeof m.reason, "%s", reason);
+    fl_warn("task failed", "round=%llu reason=\"%s\"", (unsigned long long)task->round, reason);
+    (void)s_send(a, &m, NULL, 0);
+}
+
+/* ------------------------------------------------------------- the worker */
+
+static bool
+s_should_stop(void *arg)
+{
+    agent_t *a = arg;
+    return atomic_load(&a->stop_job) != 0;
+}
+
+/* Make the worker's model fit the task's spec and batch, and load the global
+ * model bytes into it. */
+static int
+s_prepare_model(agent_t *a, const fl_msg_t *t)
+{
+    int rc;
+    if (!a->model || strcmp(fl_model_spec(a->model), t->spec) != 0 ||
+        fl_model_max_batch(a->model) < t->batch) {
+        fl_model_destroy(&a->model);
+        fl_params_destroy(&a->global_ref);
+        if ((rc = fl_model_new(t->spec, t->batch < 256 ? 256 : t->batch, &a->model)) != 0)
+            return rc;
+        a->global_ref = fl_params_dup(fl_model_params(a->model));
+    }
+    fl_params_t *p = fl_model_params(a->model);
+    if (t->nbytes != fl_params_numel(p) * sizeof(float))
+        return fl_fail(FL_EPROTO, "the model has %llu bytes but '%s' needs %zu",
+                       (unsigned long long)t->nbytes, t->spec, fl_params_numel(p) * sizeof(float));
+    if ((rc = fl_train_check_fit(a->model, a->train)) != 0)
+        return rc;
+    memcpy(fl_params_data(p), a->mbuf, t->nbytes);
+    memcpy(fl_params_data(a->global_ref), a->mbuf, t->nbytes);
+    return fl_params_check_finite(p);
+}
+
+static void
+s_run_job(agent_t *a)
+{
+    job_t *j = &a->job;
+    const fl_msg_t *t = &j->task;
+    int rc = s_prepare_model(a, t);
+    if (rc == 0 && t->type == FL_MSG_TRAIN) {
+        fl_train_config_t cfg;
+        fl_train_stats_t st;
+        fl_optim_kind_t kind;
+        fl_train_config_default(&cfg);
+        if ((rc = fl_optim_parse_kind(t->optimizer, &kind)) == 0) {
+            fl_optim_config_default(&cfg.optim, kind);
+            cfg.epochs = t->epochs;
+            cfg.batch = t->batch;
+            cfg.seed = t->seed ^ (a->o.seed * 0x9e3779b97f4a7c15ULL);
+            cfg.optim.lr = (float)t->lr;
+            if (kind == FL_OPTIM_SGD)
+                cfg.optim.momentum = (float)t->momentum;
+            cfg.optim.weight_decay = (float)t->weight_decay;
+            cfg.optim.prox_mu = (float)t->mu;
+            cfg.prox_ref = t->mu > 0 ? a->global_ref : NULL;
+            cfg.cosine = false; /* a constant local rate each round, as FedAvg assumes */
+            cfg.should_stop = s_should_stop;
+            cfg.arg = a;
+            rc = fl_train_run(a->model, a->train, &cfg, &st);
+        }
+        if (rc == 0) {
+            const float *w = fl_params_data(fl_model_params(a->model));
+            const float *g = fl_params_data(a->global_ref);
+            size_t n = fl_params_numel(a->global_ref);
+            for (size_t i = 0; i < n; i++)
+                a->upd[i] = w[i] - g[i];
+            j->n_samples = a->train->n;
+            j->loss = st.loss;
+            j->acc = st.accuracy;
+        }
+    } else if (rc == 0) {
+        fl_eval_stats_t ev;
+        if (!a->test)
+            rc = fl_fail(FL_ESTATE, "this agent has no held-out data (--test-data)");
+        else if ((rc = fl_eval_run(a->model, a->test, &ev)) == 0) {
+            j->n_samples = ev.samples;
+            j->loss = ev.loss;
+            j->acc = ev.accuracy;
+        }
+    }
+    j->rc = rc;
+    snprintf(j->reason, sizeof j->reason, "%s", rc ? fl_errmsg() : "");
+}
+
+static void *
+s_worker_main(void *arg)
+{
+    agent_t *a = arg;
+    void *pipe = zmq_socket(a->ctx, ZMQ_PAIR);
+    zmq_connect(pipe, "inproc://covey-agent-worker");
+    fl_blas_init_default();
+    fl_blas_set_threads((int)a->o.threads);
+    for (;;) {
+        char cmd;
+        if (zmq_recv(pipe, &cmd, 1, 0) < 0 || cmd == 'q')
+            break;
+        s_run_job(a);
+        zmq_send(pipe, "d", 1, 0);
+    }
+    zmq_close(pipe);
+    return NULL;
+}
+
+/* ---------------------------------------------------------- task handling */
+
+static void
+s_start_job(agent_t *a, const fl_msg_t *task)
+{
+    if (task->nbytes > a->upd_cap) {
+        free(a->upd);
+        a->upd = fl_xmalloc_aligned(task->nbytes);
+        a->upd_cap = task->nbytes;
+    }
+    if (task->type == FL_MSG_TRAIN)
+        a->upd_valid = false; /* the buffer is about to be rewritten */
+    memset(&a->job, 0, sizeof a->job);
+    a->job.task = *task;
+    atomic_store(&a->stop_job, 0);
+    a->busy = true;
+    a->pending = false;
+    fl_info(task->type == FL_MSG_TRAIN ? "training" : "evaluating",
+            "round=%llu attempt=%llu spec=%s epochs=%llu batch=%llu",
+            (unsigned long long)task->round, (unsigned long long)task->attempt, task->spec,
+            (unsigned long long)task->epochs, (unsigned long long)task->batch);
+    zmq_send(a->pipe, "j", 1, 0);
+}
+
+static void
+s_request_chunks(agent_t *a)
+{
+    fl_msg_t m;
+    while (a->dl_next < a->dl_total && a->dl_next - a->dl_got < GET_WINDOW * FL_CHUNK_DEFAULT) {
+        size_t len = a->dl_total - a->dl_next;
+        if (len > FL_CHUNK_DEFAULT)
+            len = FL_CHUNK_DEFAULT;
+        fl_msg_init(&m, FL_MSG_GET);
+        m.has_digest = true;
+        memcpy(m.digest, a->dl_digest, 32);
+        m.offset = a->dl_next;
+        m.length = len;
+        if (s_send(a, &m, NULL, 0) != 0)
+            break;
+        a->dl_next += len;
+    }
+}
+
+/* Start the pending task if its model is here; otherwise fetch (or resume). */
+static void
+s_advance(agent_t *a)
+{
+    if (!a->pending || a->busy)
+        return;
+    const fl_msg_t *t = &a->pending_task;
+    if (a->have && sodium_memcmp(a->have_digest, t->digest, 32) == 0) {
+        s_start_job(a, t);
+        return;
+    }
+    if (a->dl_active && sodium_memcmp(a->dl_digest, t->digest, 32) == 0 &&
+        a->dl_total == t->nbytes)
+        return; /* transfer already under way */
+    if (t->nbytes > a->mcap) {
+        free(a->mbuf);
+        a->mbuf = fl_xmalloc_aligned(t->nbytes);
+        a->mcap = t->nbytes;
+    }
+    a->have = false;
+    a->dl_active = true;
+    memcpy(a->dl_digest, t->digest, 32);
+    a->dl_total = t->nbytes;
+    a->dl_got = a->dl_next = 0;
+    a->dl_last_ms = fl_now_ms();
+    fl_info("downloading the global model", "bytes=%zu", a->dl_total);
+    s_request_chunks(a);
+}
+
+static void
+s_on_task(agent_t *a, const fl_msg_t *m)
+{
+    if (m->nbytes == 0 || m->nbytes % 4 != 0 || m->nbytes > ((size_t)1 << 34)) {
+        s_send_fail(a, m, "model size is not a positive multiple of 4 bytes");
+        return;
+    }
+    if (a->busy) {
+        if (a->job.task.round == m->round && a->job.task.attempt == m->attempt &&
+            a->job.task.type == m->type)
+            return; /* the same task again (after a reconnect): keep working */
+        atomic_store(&a->stop_job, 1);
+    }
+    a->pending = true;
+    a->pending_task = *m;
+    s_advance(a);
+}
+
+static void
+s_on_chunk(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
+{
+    uint8_t digest[32];
+    if (!a->dl_active || sodium_memcmp(m->digest, a->dl_digest, 32) != 0 ||
+        m->total != a->dl_total)
+        return; /* a chunk of a transfer we no longer want */
+    size_t want = a->dl_total - a->dl_got < FL_CHUNK_DEFAULT ? a->dl_total - a->dl_got
+                                                             : FL_CHUNK_DEFAULT;
+    if (m->offset != a->dl_got || len != want) {
+        fl_debug("out-of-order chunk ignored", "offset=%llu expected=%zu",
+                 (unsigned long long)m->offset, a->dl_got);
+        return;
+    }
+    memcpy(a->mbuf + a->dl_got, data, len);
+    a->dl_got += len;
+    a->dl_last_ms = fl_now_ms();
+    if (a->dl_got < a->dl_total) {
+        s_request_chunks(a);
+        return;
+    }
+    a->dl_active = false;
+    crypto_generichash(digest, 32, a->mbuf, a->dl_total, NULL, 0);
+    if (sodium_memcmp(digest, a->dl_digest, 32) != 0) {
+        if (a->pending)
+            s_send_fail(a, &a->pending_task, "downloaded model does not match its digest");
+        a->pending = false;
+        return;
+    }
+    a->have = true;
+    memcpy(a->have_digest, digest, 32);
+    fl_info("global model received", "bytes=%zu", a->dl_total);
+    s_advance(a);
+}
+
+static void
+s_on_pull(agent_t *a, const fl_msg_t *m)
+{
+    fl_msg_t r;
+    if (!a->upd_valid || m->round != a->upd_round || m->attempt != a->upd_attempt ||
+        m->offset > a->upd_bytes || m->length > a->upd_bytes - m->offset) {
+        fl_warn("pull for an update we do not hold", "round=%llu", (unsigned long long)m->round);
+        return;
+    }
+    fl_msg_init(&r, FL_MSG_UPD);
+    r.round = m->round;
+    r.attempt = m->attempt;
+    r.offset = m->offset;
+    (void)s_send(a, &r, (const uint8_t *)a->upd + m->offset, m->length);
+}
+
+/* The worker finished: report the result. */
+static void
+s_on_job_done(agent_t *a)
+{
+    job_t *j = &a->job;
+    fl_msg_t m;
+    a->busy = false;
+    if (j->rc != 0) {
+        if (j->rc != FL_ETIMEOUT)
+            s_send_fail(a, &j->task, j->reason);
+        else
+            fl_info("task aborted", "round=%llu", (unsigned long long)j->task.round);
+    } else if (j->task.type == FL_MSG_TRAIN) {
+        fl_msg_init(&m, FL_MSG_READY);
+        m.round = j->task.round;
+        m.attempt = j->task.attempt;
+        m.n_samples = j->n_samples;
+        m.loss = j->loss;
+        m.acc = j->acc;
+        m.nbytes = j->task.nbytes;
+        m.has_digest = true;
+        crypto_generichash(m.digest, 32, (const unsigned char *)a->upd, m.nbytes, NULL, 0);
+        a->upd_bytes = m.nbytes;
+        a->upd_round = m.round;
+        a->upd_attempt = m.attempt;
+        a->upd_valid = true;
+        fl_info("update ready", "round=%llu samples=%llu loss=%.4f accuracy=%.4f",
+                (unsigned long long)m.round, (unsigned long long)m.n_samples, m.loss, m.acc);
+        (void)s_send(a, &m, NULL, 0);
+    } else {
+        fl_msg_init(&m, FL_MSG_EVALD);
+        m.round = j->task.round;
+        m.attempt = j->task.attempt;
+        m.n_samples = j->n_samples;
+        m.loss = j->loss;
+        m.acc = j->acc;
+        fl_info("evaluation done", "round=%llu samples=%llu loss=%.4f accuracy=%.4f",
+                (unsigned long long)m.round, (unsigned long long)m.n_samples, m.loss, m.acc);
+        (void)s_send(a, &m, NULL, 0);
+    }
+    s_advance(a);
+}
+
+static void
+s_handle_msg(agent_t *a)
+{
+    fl_net_msg_t nm;
+    fl_msg_t m;
+    int rc = fl_net_recv(a->sock, false, &nm, ZMQ_DONTWAIT);
+    if (rc == FL_ETIMEOUT)
+        return;
+    if (rc != 0) {
+        fl_warn("malformed message from the coordinator dropped", "reason=\"%s\"", fl_errmsg());
+        return;
+    }
+    if (fl_msg_decode(zmq_msg_data(&nm.hdr), zmq_msg_size(&nm.hdr), &m) != 0) {
+        fl_warn("invalid message from the coordinator dropped", "reason=\"%s\"", fl_errmsg());
+        fl_net_msg_close(&nm);
+        return;
+    }
+    if ((m.type == FL_MSG_CHUNK) != nm.has_data) {
+        fl_warn("message with a missing or unexpected data frame dropped", "type=%s",
+                fl_msg_type_name(m.type));
+        fl_net_msg_close(&nm);
+        return;
+    }
+    switch (m.type) {
+    case FL_MSG_WELCOME:
+        a->need_hello = false;
+        fl_info("connected", "federation=%s round=%llu", m.federation,
+                (unsigned long long)m.round);
+        break;
+    case FL_MSG_TRAIN:
+    case FL_MSG_EVAL: s_on_task(a, &m); break;
+    case FL_MSG_CHUNK: s_on_chunk(a, &m, zmq_msg_data(&nm.data), zmq_msg_size(&nm.data)); break;
+    case FL_MSG_PULL: s_on_pull(a, &m); break;
+    case FL_MSG_ACK:
+        fl_info("update accepted", "round=%llu", (unsigned long long)m.round);
+        break;
+    case FL_MSG_REJECT:
+        fl_warn("coordinator refused our result", "round=%llu reason=\"%s\"",
+                (unsigned long long)m.round, m.reason);
+        break;
+    case FL_MSG_ABORT:
+        if (a->busy && a->job.task.round == m.round)
+            atomic_store(&a->stop_job, 1);
+        if (a->pending && a->pending_task.round == m.round)
+            a->pending = false;
+        fl_info("task cancelled by the coordinator", "round=%llu reason=\"%s\"",
+                (unsigned long long)m.round, m.reason);
+        break;
+    case FL_MSG_ERROR:
+        fl_warn("coordinator reported an error", "reason=\"%s\"", m.reason);
+        break;
+    default:
+        fl_warn("unexpected message type from the coordinator", "type=%s",
+                fl_msg_type_name(m.type));
+    }
+    fl_net_msg_close(&nm);
+}
+
+/* Connection events from the socket monitor. */
+static void
+s_handle_monitor(agent_t *a)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    if (zmq_msg_recv(&ev, a->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev) &&
+        zmq_msg_recv(&addr, a->mon, 0) >= 0 && zmq_msg_size(&ev) >= 6) {
+        uint16_t event;
+        memcpy(&event, zmq_msg_data(&ev), 2);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            a->connected = true;
+            a->need_hello = true;
+            s_send_hello(a);
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            if (a->connected)
+                fl_warn("lost the coordinator; reconnecting", "endpoint=%s", a->o.coordinator);
+            a->connected = false;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                   event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                   event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            fl_warn("the coordinator refused the connection (is this agent's key admitted, and "
+                    "is --server-key right?)",
+                    "endpoint=%s public_key=%s", a->o.coordinator, fl_keypair_public(a->kp));
+        }
+    }
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+}
+
+static void
+s_timers(agent_t *a)
+{
+    int64_t now = fl_now_ms();
+    if (a->connected && a->need_hello && now - a->last_hello_ms >= HELLO_RETRY_MS)
+        s_send_hello(a);
+    if (a->connected && now - a->last_ping_ms >= PING_MS) {
+        fl_msg_t m;
+        fl_msg_init(&m, FL_MSG_PING);
+        a->last_ping_ms = now;
+        (void)s_send(a, &m, NULL, 0);
+    }
+    if (a->dl_active && a->connected && now - a->dl_last_ms >= DOWNLOAD_STALL_MS) {
+        fl_info("model transfer stalled; resuming", "offset=%zu of=%zu", a->dl_got, a->dl_total);
+        a->dl_next = a->dl_got;
+        a->dl_last_ms = now;
+        s_request_chunks(a);
+    }
+}
+
+/* ---------------------------------------------------------- start and stop */
+
+static int
+s_load_data(agent_t *a)
+{
+    int rc = fl_dataset_open(a->o.data, true, &a->train);
+    if (rc != 0)
+        return rc;
+    if (a->o.partition) {
+        fl_part_spec_t spec;
+        uint32_t *idx = NULL;
+        size_t count = 0;
+        if ((rc = fl_part_parse(a->o.partition, &spec)) != 0 ||
+            (rc = fl_partition(a->train->y, a->train->n, a->train->num_classes, &spec,
+                               a->o.parts, a->o.index, a->o.seed, &idx, &count)) != 0)
+            return rc;
+        fl_dataset_t *sub = fl_dataset_subset(a->train, idx, count);
+        free(idx);
+        fl_dataset_destroy(&a->train);
+        a->train = sub;
+    }
+    const char *test = a->o.test_data;
+    if (!test && strcmp(a->o.data, "fashion-mnist") == 0)
+        test = a->o.data;
+    if (test && (rc = fl_dataset_open(test, false, &a->test)) != 0)
+        return rc;
+    if (a->test && a->o.partition) {
+        /* each agent holds a slice of the held-out data too (iid) */
+        fl_part_spec_t iid = {.scheme = FL_PART_IID};
+        uint32_t *idx = NULL;
+        size_t count = 0;
+        if ((rc = fl_partition(a->test->y, a->test->n, a->test->num_classes, &iid, a->o.parts,
+                               a->o.index, a->o.seed, &idx, &count)) != 0)
+            return rc;
+        fl_dataset_t *sub = fl_dataset_subset(a->test, idx, count);
+        free(idx);
+        fl_dataset_destroy(&a->test);
+        a->test = sub;
+    }
+    return 0;
+}
+
+static int
+s_setup(agent_t *a)
+{
+    fl_net_opts_t no;
+    int rc;
+    if ((rc = fl_keypair_load(a->o.key, &a->kp)) != 0 ||
+        (rc = fl_key_load_public(a->o.server_key, a->server_pub)) != 0 || (rc = s_load_data(a)) != 0)
+        return rc;
+    a->ctx = zmq_ctx_new();
+    a->pipe = zmq_socket(a->ctx, ZMQ_PAIR);
+    zmq_bind(a->pipe, "inproc://covey-agent-worker");
+    if (pthread_create(&a->worker, NULL, s_worker_main, a) != 0)
+        return fl_fail(FL_EIO, "cannot start the worker thread");
+    a->worker_started = true;
+
+    fl_net_opts_default(&no);
+    if ((rc = fl_net_client(a->ctx, a->o.coordinator, a->server_pub, a->kp, &no, &a->sock)) != 0)
+        return rc;
+    if (zmq_socket_monitor(a->sock, "inproc://covey-agent-monitor",
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+        return fl_fail(FL_EIO, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
+    a->mon = zmq_socket(a->ctx, ZMQ_PAIR);
+    zmq_connect(a->mon, "inproc://covey-agent-monitor");
+    return 0;
+}
+
+static void
+s_teardown(agent_t *a)
+{
+    if (a->worker_started) {
+        atomic_store(&a->stop_job, 1);
+        if (a->busy) { /* wait for the job to notice the stop flag */
+            char d;
+            (void)zmq_recv(a->pipe, &d, 1, 0);
+        }
+        zmq_send(a->pipe, "q", 1, 0);
+        pthread_join(a->worker, NULL);
+    }
+    if (a->sock) {
+        zmq_socket_monitor(a->sock, NULL, 0);
+        zmq_close(a->sock);
+    }
+    if (a->mon)
+        zmq_close(a->mon);
+    if (a->pipe)
+        zmq_close(a->pipe);
+    if (a->ctx)
+        zmq_ctx_term(a->ctx);
+    fl_keypair_destroy(&a->kp);
+    fl_dataset_destroy(&a->train);
+    fl_dataset_destroy(&a->test);
+    fl_model_destroy(&a->model);
+    fl_params_destroy(&a->global_ref);
+    free(a->mbuf);
+    free(a->upd);
+}
+
+static void
+s_usage_run(FILE *f)
+{
+    fprintf(f,
+            "usage: covey-agent run --coordinator tcp://HOST:PORT --server-key KEY --key FILE\n"
+            "                       [--data SRC] [OPTIONS]\n"
+            "\n"
+            "Run the agent daemon: connect to the coordinator over CurveZMQ, train on local\n"
+            "data when asked and send back the update, evaluate when asked. Reconnects by\n"
+            "itself, with backoff, whenever the coordinator is unreachable. Logs to stderr\n"
+            "(logfmt); SIGTERM/SIGINT stop it.\n"
+            "\n"
+            "  --coordinator EP    the coordinator's agents endpoint, e.g. tcp://10.0.0.5:7700\n"
+            "  --server-key KEY    the coordinator's public key: 40 Z85 characters or its\n"
+            "                      server.key.pub file\n"
+            "  --key FILE          this agent's key pair (from 'covey-agent keygen'; mode 0600)\n"
+            "  --data SRC          training data: fashion-mnist, idx:IMAGES,LABELS or a .csv\n"
+            "                      (default fashion-mnist)\n"
+            "  --test-data SRC     held-out data for federated evaluation (default: the test\n"
+            "                      split for fashion-mnist)\n"
+            "  --partition SCHEME  use one part of the data only (experiments): iid,\n"
+            "                      dirichlet:ALPHA or shards:N, with --parts N --index I\n"
+            "  --seed N            partition and shuffling seed (default 1)\n"
+            "  --threads N         BLAS threads (default 1)\n"
+            "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+            "  -h, --help          show this help\n");
+}
+
+static int
+s_parse_run(int argc, char **argv, agent_opts_t *o)
+{
+    static const struct option lo[] = {
+        {"coordinator", required_argument, NULL, 'c'}, {"server-key", required_argument, NULL, 'k'},
+        {"key", required_argument, NULL, 'K'},         {"data", required_argument, NULL, 'd'},
+        {"test-data", required_argument, NULL, 't'},   {"partition", required_argument, NULL, 'p'},
+        {"parts", required_argument, NULL, 'P'},       {"index", required_argument, NULL, 'i'},
+        {"seed", required_argument, NULL, 's'},        {"threads", required_argument, NULL, 'T'},
+        {"log-level", required_argument, NULL, 'l'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    memset(o, 0, sizeof *o);
+    o->data = "fashion-mnist";
+    o->parts = 1;
+    o->threads = 1;
+    o->seed = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'c': o->coordinator = optarg; break;
+        case 'k': o->server_key = optarg; break;
+        case 'K': o->key = optarg; break;
+        case 'd': o->data = optarg; break;
+        case 't': o->test_data = optarg; break;
+        case 'p': o->partition = optarg; break;
+        case 'l': o->log_level = optarg; break;
+        case 'P': rc = fl_cli_size(optarg, "--parts", 1, 1000000, &o->parts); break;
+        case 'i': rc = fl_cli_size(optarg, "--index", 0, 999999, &o->index); break;
+        case 's': rc = fl_cli_u64(optarg, "--seed", 0, UINT64_MAX, &o->seed); break;
+        case 'T': rc = fl_cli_size(optarg, "--threads", 1, 256, &o->threads); break;
+        case 'h': s_usage_run(stdout); return -1;
+        default: return fl_cli_error("unknown option (try --help)");
+        }
+        if (rc != 0)
+            return 2;
+    }
+    if (optind < argc)
+        return fl_cli_error("unexpected argument '%s' (try --help)", argv[optind]);
+    if (!o->coordinator || !o->server_key || !o->key)
+        return fl_cli_error("--coordinator, --server-key and --key are required (try --help)");
+    if (o->index >= o->parts)
+        return fl_cli_error("--index %zu must be below --parts %zu", o->index, o->parts);
+    return 0;
+}
+
+int
+agent_cmd_run(int argc, char **argv)
+{
+    agent_t *a = fl_xcalloc(1, sizeof *a);
+    struct sigaction sa;
+    fl_loglevel_t lv;
+    int rc, exit_code = 1;
+
+    fl_cli_set_prog("covey-agent run");
+    if ((rc = s_parse_run(argc, argv, &a->o)) != 0) {
+        free(a);
+        return rc < 0 ? 0 : rc;
+    }
+    if (a->o.log_level) {
+        if (fl_log_parse_level(a->o.log_level, &lv) != 0) {
+            free(a);
+            return fl_cli_error("--log-level: %s", fl_errmsg());
+        }
+        fl_log_set_level(lv);
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (sodium_init() < 0 || s_setup(a) != 0) {
+        fl_error("agent cannot start", "reason=\"%s\"", fl_errmsg());
+        goto out;
+    }
+    fl_info("agent started", "coordinator=%s public_key=%s n_train=%zu n_test=%zu pid=%ld",
+            a->o.coordinator, fl_keypair_public(a->kp), a->train->n, a->test ? a->test->n : 0,
+            (long)getpid());
+    while (!s_stop) {
+        zmq_pollitem_t items[3] = {{a->sock, 0, ZMQ_POLLIN, 0},
+                                   {a->mon, 0, ZMQ_POLLIN, 0},
+                                   {a->pipe, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 3, 200);
+        if (n < 0)
+            continue; /* EINTR: the loop condition sees the signal */
+        for (int i = 0; i < 64 && (items[0].revents & ZMQ_POLLIN); i++) {
+            int ev = 0;
+            size_t evlen = sizeof ev;
+            s_handle_msg(a);
+            if (zmq_getsockopt(a->sock, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
+                break;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_monitor(a);
+        if (items[2].revents & ZMQ_POLLIN) {
+            char d;
+            if (zmq_recv(a->pipe, &d, 1, ZMQ_DONTWAIT) == 1)
+                s_on_job_done(a);
+        }
+        s_timers(a);
+    }
+    fl_info("agent stopping", NULL);
+    exit_code = 0;
+out:
+    s_teardown(a);
+    free(a);
+    return exit_code;
+}
+
+/* ------------------------------------------------------------------ keygen */
+
+int
+agent_cmd_keygen(int argc, char **argv)
+{
+    static const struct option lo[] = {{"out", required_argument, NULL, 'o'},
+                                       {"force", no_argument, NULL, 'f'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *out = NULL;
+    bool force = false;
+    int c, rc;
+    fl_cli_set_prog("covey-agent keygen");
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'f': force = true; break;
+        case 'h':
+            printf("usage: covey-agent keygen --out FILE [--force]\n"
+                   "\n"
+                   "Make this agent's CURVE key pair on this device: FILE holds the secret key\n"
+                   "(mode 0600; it never leaves the device) and FILE.pub the public key, which\n"
+                   "the operator admits with 'covey-coordinator agents add NAME KEY'.\n"
+                   "\n"
+                   "  --out FILE    where to write the key pair\n"
+                   "  --force       overwrite an existing FILE\n");
+            return 0;
+        default: return fl_cli_error("unknown option (try --help)");
+        }
+    }
+    if (!out)
+        return fl_cli_error("--out FILE is required (try --help)");
+    if (!force && access(out, F_OK) == 0)
+        return fl_cli_error("%s exists; refusing to overwrite a key (use --force)", out);
+    if (sodium_init() < 0)
+        return fl_cli_error("libsodium failed to initialise");
+    fl_keypair_t *kp = fl_keypair_generate();
+    rc = fl_keypair_save(kp, out);
+    if (rc == 0)
+        printf("%s\n", fl_keypair_public(kp));
+    fl_keypair_destroy(&kp);
+    return rc == 0 ? 0 : fl_cli_fail(rc);
+}

@@ -1,0 +1,603 @@
+/*
+ * commands.c — the coordinator's operator commands: init, run, status,
+ * agents, rounds, export. Each parses its own options and returns the exit
+ * code (0 ok, 1 failure, 2 usage). See commands.h.
+ */
+#include "commands.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "fl_cli.h"
+#include "fl_keys.h"
+#include "fl_log.h"
+#include "fl_model.h"
+#include "fl_safetensors.h"
+#include "fl_store.h"
+#include "state.h"
+#include "status.h"
+
+#define DEFAULT_STATE "/var/lib/covey"
+
+/* Options most commands share. */
+typedef struct common_opts {
+    const char *state;
+    bool json;
+    bool help;
+    char **args; /* positional arguments (borrowed strings; the array is freed by the caller) */
+    int nargs;
+} common_opts_t;
+
+/* ------------------------------------------------------------------ init */
+
+static void
+s_usage_init(FILE *f)
+{
+    fprintf(f,
+            "usage: covey-coordinator init --state DIR [OPTIONS]\n"
+            "\n"
+            "Create a coordinator state directory: the SQLite database, the coordinator's\n"
+            "CURVE key pair (DIR/server.key, mode 0600, and DIR/server.key.pub), a documented\n"
+            "configuration file (DIR/coordinator.ini) and the initial model (checkpoint 0).\n"
+            "\n"
+            "  --state DIR             the state directory (created, mode 0700)\n"
+            "  --model SPEC            model architecture (default mlp:784-256-10)\n"
+            "  --model-init FILE       start from this safetensors model (fine-tuning)\n"
+            "  --seed N                seed of the initial weights (default 1)\n"
+            "  --set SECTION.KEY=VAL   set a configuration value (repeatable), e.g.\n"
+            "                          --set rounds.rounds=50 --set federation.endpoint=tcp://*:7700\n"
+            "  -h, --help              show this help\n");
+}
+
+int
+coord_cmd_init(int argc, char **argv)
+{
+    static const struct option lo[] = {{"state", required_argument, NULL, 's'},
+                                       {"model", required_argument, NULL, 'm'},
+                                       {"model-init", required_argument, NULL, 'i'},
+                                       {"seed", required_argument, NULL, 'S'},
+                                       {"set", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *state = NULL, *init_file = NULL;
+    coord_config_t cfg;
+    coord_paths_t p;
+    fl_store_t *store = NULL;
+    fl_keypair_t *kp = NULL;
+    fl_model_t *model = NULL;
+    FILE *f = NULL;
+    int c, rc, exit_code = 1;
+    char fedid[33];
+    uint8_t digest[32], rnd[16];
+
+    fl_cli_set_prog("covey-coordinator init");
+    coord_config_default(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': state = optarg; break;
+        case 'i': init_file = optarg; break;
+        case 'm':
+            if (coord_config_set(&cfg, "model.spec", optarg) != 0)
+                return fl_cli_error("--model: %s", fl_errmsg());
+            break;
+        case 'S':
+            if (coord_config_set(&cfg, "model.seed", optarg) != 0)
+                return fl_cli_error("--seed: %s", fl_errmsg());
+            break;
+        case 'c': {
+            char kv[512];
+            snprintf(kv, sizeof kv, "%s", optarg);
+            char *eq = strchr(kv, '=');
+            if (!eq)
+                return fl_cli_error("--set '%s': expected SECTION.KEY=VALUE", optarg);
+            *eq = 0;
+            if (coord_config_set(&cfg, kv, eq + 1) != 0)
+                return fl_cli_error("--set: %s", fl_errmsg());
+            break;
+        }
+        case 'h': s_usage_init(stdout); return 0;
+        default: return fl_cli_error("unknown option (try --help)");
+        }
+    }
+    if (!state)
+        return fl_cli_error("--state DIR is required (try --help)");
+    if (optind < argc)
+        return fl_cli_error("unexpected argument '%s'", argv[optind]);
+    if (coord_config_validate(&cfg) != 0)
+        return fl_cli_error("%s", fl_errmsg());
+    if (coord_paths(state, &p) != 0)
+        return fl_cli_fail(FL_EINVAL);
+    if (mkdir(state, 0700) != 0 && errno != EEXIST)
+        return fl_cli_error("cannot create %s: %s", state, strerror(errno));
+    if (access(p.db, F_OK) == 0)
+        return fl_cli_error("%s already holds a federation (%s exists); choose another "
+                            "directory", state, p.db);
+
+    /* the initial model: from the spec and seed, or a pretrained file */
+    if ((rc = fl_model_new(cfg.spec, 1, &model)) != 0)
+        goto fail;
+    fl_model_init(model, cfg.seed);
+    if (init_file && (rc = fl_safetensors_load(init_file, fl_model_params(model))) != 0)
+        goto fail;
+    if ((rc = fl_params_check_finite(fl_model_params(model))) != 0)
+        goto fail;
+    coord_model_digest(fl_model_params(model), digest);
+
+    kp = fl_keypair_generate();
+    if ((rc = fl_keypair_save(kp, p.key)) != 0)
+        goto fail;
+    f = fopen(p.config, "wx");
+    if (!f) {
+        fl_cli_error("cannot create %s: %s", p.config, strerror(errno));
+        goto out;
+    }
+    coord_config_write(&cfg, f);
+    fclose(f);
+    f = NULL;
+
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(fedid, sizeof fedid, rnd, sizeof rnd);
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)fl_wall_ms());
+    if ((rc = fl_store_open(p.db, FL_STORE_CREATE, &store)) != 0 ||
+        (rc = fl_store_begin(store)) != 0 ||
+        (rc = fl_store_meta_set(store, "federation_id", fedid)) != 0 ||
+        (rc = fl_store_meta_set(store, "created_ms", now)) != 0 ||
+        (rc = fl_store_meta_set(store, "model_spec", cfg.spec)) != 0 ||
+        (rc = fl_store_checkpoint_put(store, 0, digest, fl_params_data(fl_model_params(model)),
+                                      fl_params_numel(fl_model_params(model)) * sizeof(float), NULL,
+                                      0, fl_wall_ms())) != 0 ||
+        (rc = fl_store_commit(store)) != 0)
+        goto fail;
+
+    printf("Initialised federation '%s' in %s\n"
+           "  model            %s (%zu parameters)%s%s\n"
+           "  agents' endpoint %s\n"
+           "  server key       %s (public: %s)\n"
+           "  configuration    %s\n"
+           "\n"
+           "Next: covey-coordinator run --state %s\n"
+           "Admit an agent:   covey-coordinator agents add NAME AGENT_PUBLIC_KEY --state %s\n",
+           cfg.name, state, cfg.spec, fl_params_numel(fl_model_params(model)),
+           init_file ? ", initialised from " : "", init_file ? init_file : "", cfg.endpoint, p.key,
+           fl_keypair_public(kp), p.config, state, state);
+    exit_code = 0;
+    goto out;
+fail:
+    exit_code = fl_cli_fail(rc);
+out:
+    if (f)
+        fclose(f);
+    fl_store_destroy(&store);
+    fl_keypair_destroy(&kp);
+    fl_model_destroy(&model);
+    return exit_code;
+}
+
+/* ------------------------------------------------------------------- run */
+
+int
+coord_cmd_run(int argc, char **argv)
+{
+    static const struct option lo[] = {{"state", required_argument, NULL, 's'},
+                                       {"exit-when-done", no_argument, NULL, 'x'},
+                                       {"log-level", required_argument, NULL, 'l'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    coord_run_opts_t o = {.state_dir = NULL};
+    fl_loglevel_t lv;
+    int c;
+    fl_cli_set_prog("covey-coordinator run");
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': o.state_dir = optarg; break;
+        case 'x': o.exit_when_done = true; break;
+        case 'l':
+            if (fl_log_parse_level(optarg, &lv) != 0)
+                return fl_cli_error("--log-level: %s", fl_errmsg());
+            o.log_level = optarg;
+            break;
+        case 'h':
+            printf("usage: covey-coordinator run --state DIR [OPTIONS]\n"
+                   "\n"
+                   "Run the coordinator daemon: agents connect over CurveZMQ to the configured\n"
+                   "endpoint; operators use 'status' on this machine. Logs go to stderr in\n"
+                   "logfmt. SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the configuration.\n"
+                   "\n"
+                   "  --state DIR          the state directory made by 'init'\n"
+                   "  --exit-when-done     exit once the configured rounds are complete\n"
+                   "  --log-level LEVEL    debug, info, warn or error (overrides [log] level)\n"
+                   "  -h, --help           show this help\n");
+            return 0;
+        default: return fl_cli_error("unknown option (try --help)");
+        }
+    }
+    if (!o.state_dir)
+        return fl_cli_error("--state DIR is required (try --help)");
+    return coord_run(&o);
+}
+
+/* ---------------------------------------------- status, agents, rounds */
+
+/*
+ * Parse --state DIR, --json, --watch[=SECS], --help and positional arguments.
+ * Parsed by hand rather than with getopt because positional arguments are
+ * often CURVE keys, and Z85 keys may begin with '-'. "--" ends the options.
+ */
+static int
+s_parse_common(int argc, char **argv, common_opts_t *o, const char *usage, int *watch)
+{
+    bool opts_done = false;
+    memset(o, 0, sizeof *o);
+    o->state = getenv("COVEY_STATE") ? getenv("COVEY_STATE") : DEFAULT_STATE;
+    o->args = fl_xcalloc((size_t)argc + 1, sizeof *o->args);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts_done || strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0) {
+            if (!opts_done && strcmp(a, "--") == 0)
+                opts_done = true;
+            else if (!opts_done && strcmp(a, "-h") == 0)
+                goto help;
+            else
+                o->args[o->nargs++] = argv[i];
+        } else if (strcmp(a, "--help") == 0) {
+            goto help;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--state") == 0 || strncmp(a, "--state=", 8) == 0) {
+            if (a[7] == '=')
+                o->state = a + 8;
+            else if (i + 1 < argc)
+                o->state = argv[++i];
+            else
+                return fl_cli_error("--state needs a directory (try --help)");
+        } else if (watch && (strcmp(a, "--watch") == 0 || strncmp(a, "--watch=", 8) == 0)) {
+            uint64_t secs = 2;
+            if (a[7] == '=' && fl_cli_u64(a + 8, "--watch", 1, 3600, &secs) != 0)
+                return 2;
+            *watch = (int)secs;
+        } else {
+            return fl_cli_error("unknown option '%s' (try --help)", a);
+        }
+    }
+    return 0;
+help:
+    fputs(usage, stdout);
+    o->help = true;
+    return 0;
+}
+
+/*
+ * Ask the running coordinator over the admin socket. Returns the reply, or
+ * NULL when no coordinator answers within the timeout (it is not running).
+ */
+static json_t *
+s_admin_request(const coord_paths_t *p, const char *cmd)
+{
+    struct stat st;
+    json_t *reply = NULL;
+    if (stat(p->admin, &st) != 0)
+        return NULL;
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_REQ);
+    int linger = 0, timeout = 3000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    if (zmq_connect(s, p->admin_endpoint) == 0) {
+        char req[128];
+        snprintf(req, sizeof req, "{\"cmd\":\"%s\"}", cmd);
+        if (zmq_send(s, req, strlen(req), 0) >= 0) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, s, 0) >= 0) {
+                json_error_t err;
+                reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &err);
+            }
+            zmq_msg_close(&m);
+        }
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    if (reply && json_object_get(reply, "error")) {
+        fl_fail(FL_EIO, "coordinator: %s", json_string_value(json_object_get(reply, "error")));
+        json_decref(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+/* Open the state read-only (for when the coordinator is down). */
+static int
+s_open_readonly(const char *state, coord_paths_t *p, coord_config_t *cfg, fl_store_t **store)
+{
+    int rc;
+    if ((rc = coord_paths(state, p)) != 0)
+        return rc;
+    if ((rc = coord_config_load(p->config, cfg)) != 0)
+        return rc;
+    return fl_store_open(p->db, FL_STORE_READONLY, store);
+}
+
+static void
+s_print_json(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    fputc('\n', stdout);
+}
+
+int
+coord_cmd_status(int argc, char **argv)
+{
+    common_opts_t o;
+    coord_paths_t p;
+    coord_config_t cfg;
+    fl_store_t *store = NULL;
+    int watch = 0, rc, exit_code = 1;
+    fl_cli_set_prog("covey-coordinator status");
+    if ((rc = s_parse_common(argc, argv, &o,
+                             "usage: covey-coordinator status [--state DIR] [--json] "
+                             "[--watch[=SECS]]\n"
+                             "\n"
+                             "The federation at a glance: coordinator, round and phase with "
+                             "progress and\ndeadline, agents online/stale, last checkpoint, "
+                             "metric history.\nAsks the running coordinator over its admin "
+                             "socket; when it is down, reads\nthe database read-only and says "
+                             "so.\n\n"
+                             "  --state DIR     state directory (default $COVEY_STATE or "
+                             DEFAULT_STATE ")\n"
+                             "  --json          machine-readable output\n"
+                             "  --watch[=SECS]  refresh every SECS seconds (default 2)\n"
+                             "  -h, --help      show this help\n",
+                             &watch)) != 0 ||
+        o.help) {
+        free(o.args);
+        return rc;
+    }
+    if (o.nargs) {
+        rc = fl_cli_error("unexpected argument '%s' (try --help)", o.args[0]);
+        free(o.args);
+        return rc;
+    }
+    free(o.args);
+    do {
+        json_t *st;
+        if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+            return fl_cli_fail(rc);
+        st = s_admin_request(&p, "status");
+        if (!st)
+            st = status_build(store, &cfg, NULL, 0);
+        fl_store_destroy(&store);
+        if (!st)
+            return fl_cli_fail(FL_EDB);
+        if (watch)
+            fputs("\033[H\033[2J", stdout);
+        if (o.json)
+            s_print_json(st);
+        else
+            status_render(st, stdout);
+        fflush(stdout);
+        json_decref(st);
+        exit_code = 0;
+        if (watch)
+            sleep((unsigned)watch);
+    } while (watch);
+    return exit_code;
+}
+
+static void
+s_usage_agents(FILE *f)
+{
+    fprintf(f, "usage: covey-coordinator agents [list] [--state DIR] [--json]\n"
+               "       covey-coordinator agents add NAME PUBLIC_KEY [--state DIR]\n"
+               "       covey-coordinator agents revoke NAME [--state DIR]\n"
+               "\n"
+               "List the enrolled agents, admit an agent by its CURVE public key (the 40-character\n"
+               "Z85 key printed by 'covey-agent keygen', or its .pub file), or revoke one.\n"
+               "\n"
+               "  --state DIR     state directory (default $COVEY_STATE or " DEFAULT_STATE ")\n"
+               "  --json          machine-readable output (list)\n"
+               "  -h, --help      show this help\n");
+}
+
+static int s_agents(const common_opts_t *op, const char *sub, char **args, int nargs);
+
+int
+coord_cmd_agents(int argc, char **argv)
+{
+    common_opts_t o;
+    const char *sub = "list";
+    int rc, exit_code;
+    char usage[1024];
+    FILE *uf = fmemopen(usage, sizeof usage, "w");
+    s_usage_agents(uf);
+    fclose(uf);
+
+    fl_cli_set_prog("covey-coordinator agents");
+    if ((rc = s_parse_common(argc, argv, &o, usage, NULL)) != 0 || o.help) {
+        free(o.args);
+        return rc;
+    }
+    int nargs = o.nargs;
+    char **args = o.args;
+    if (nargs > 0) {
+        sub = args[0];
+        args++;
+        nargs--;
+    }
+    exit_code = s_agents(&o, sub, args, nargs);
+    free(o.args);
+    return exit_code;
+}
+
+static int
+s_agents(const common_opts_t *op, const char *sub, char **args, int nargs)
+{
+    const common_opts_t o = *op;
+    coord_paths_t p;
+    coord_config_t cfg;
+    fl_store_t *store = NULL;
+    int rc, exit_code = 1;
+
+    if (strcmp(sub, "list") == 0) {
+        if (nargs)
+            return fl_cli_error("unexpected argument '%s'", args[0]);
+        if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+            return fl_cli_fail(rc);
+        json_t *list = s_admin_request(&p, "agents");
+        if (!list)
+            list = status_agents(store, NULL);
+        fl_store_destroy(&store);
+        if (!list)
+            return fl_cli_fail(FL_EDB);
+        if (o.json)
+            s_print_json(list);
+        else
+            status_render_agents(list, stdout);
+        json_decref(list);
+        return 0;
+    }
+    if (strcmp(sub, "add") == 0 || strcmp(sub, "revoke") == 0) {
+        bool add = strcmp(sub, "add") == 0;
+        char key[41];
+        int64_t id;
+        if (nargs != (add ? 2 : 1))
+            return fl_cli_error(add ? "usage: agents add NAME PUBLIC_KEY" : "usage: agents revoke NAME");
+        if ((rc = coord_paths(o.state, &p)) != 0 ||
+            (rc = fl_store_open(p.db, FL_STORE_RW, &store)) != 0)
+            return fl_cli_fail(rc);
+        if (add) {
+            if ((rc = fl_key_load_public(args[1], key)) == 0)
+                rc = fl_store_agent_add(store, args[0], key, fl_wall_ms(), &id);
+        } else {
+            rc = fl_store_agent_set_status(store, args[0], "revoked");
+        }
+        if (rc != 0) {
+            exit_code = fl_cli_fail(rc);
+        } else {
+            printf(add ? "agent '%s' admitted\n" : "agent '%s' revoked\n", args[0]);
+            exit_code = 0;
+        }
+        fl_store_destroy(&store);
+        return exit_code;
+    }
+    return fl_cli_error("unknown subcommand '%s' (try --help)", sub);
+}
+
+int
+coord_cmd_rounds(int argc, char **argv)
+{
+    common_opts_t o;
+    coord_paths_t p;
+    coord_config_t cfg;
+    fl_store_t *store = NULL;
+    int rc;
+    fl_cli_set_prog("covey-coordinator rounds");
+    if ((rc = s_parse_common(argc, argv, &o,
+                             "usage: covey-coordinator rounds [--state DIR] [--json]\n"
+                             "\n"
+                             "Every round attempt with its phase, outcome, updates and metrics.\n"
+                             "\n"
+                             "  --state DIR     state directory (default $COVEY_STATE or " DEFAULT_STATE ")\n"
+                             "  --json          machine-readable output\n"
+                             "  -h, --help      show this help\n",
+                             NULL)) != 0 ||
+        o.help || o.nargs) {
+        if (rc == 0 && o.nargs)
+            rc = fl_cli_error("unexpected argument '%s'", o.args[0]);
+        free(o.args);
+        return rc;
+    }
+    free(o.args);
+    if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+        return fl_cli_fail(rc);
+    json_t *list = status_rounds(store, 0);
+    fl_store_destroy(&store);
+    if (!list)
+        return fl_cli_fail(FL_EDB);
+    if (o.json)
+        s_print_json(list);
+    else
+        status_render_rounds(list, stdout);
+    json_decref(list);
+    return 0;
+}
+
+int
+coord_cmd_export(int argc, char **argv)
+{
+    static const struct option lo[] = {{"state", required_argument, NULL, 's'},
+                                       {"round", required_argument, NULL, 'r'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *state = getenv("COVEY_STATE") ? getenv("COVEY_STATE") : DEFAULT_STATE, *out = NULL;
+    int64_t round = -1;
+    int c, rc;
+    coord_paths_t p;
+    coord_config_t cfg;
+    fl_store_t *store = NULL;
+    fl_params_t *params = NULL;
+    fl_checkpoint_info_t info;
+    uint8_t *model = NULL, *st = NULL;
+    size_t mlen = 0, slen = 0;
+
+    fl_cli_set_prog("covey-coordinator export");
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': state = optarg; break;
+        case 'o': out = optarg; break;
+        case 'r': {
+            uint64_t r;
+            if (fl_cli_u64(optarg, "--round", 0, INT64_MAX, &r) != 0)
+                return 2;
+            round = (int64_t)r;
+            break;
+        }
+        case 'h':
+            printf("usage: covey-coordinator export --out FILE.safetensors [--round N] "
+                   "[--state DIR]\n"
+                   "\n"
+                   "Write the global model of round N (default: the latest checkpoint) as a\n"
+                   "safetensors file, loadable by PyTorch (safetensors.torch.load_file) and by\n"
+                   "'covey-agent eval --load'.\n");
+            return 0;
+        default: return fl_cli_error("unknown option (try --help)");
+        }
+    }
+    if (!out)
+        return fl_cli_error("--out FILE is required (try --help)");
+    if ((rc = s_open_readonly(state, &p, &cfg, &store)) != 0 ||
+        (rc = fl_store_checkpoint_load(store, round, &info, &model, &mlen, &st, &slen)) != 0 ||
+        (rc = coord_model_from_bytes(cfg.spec, model, mlen, &params)) != 0) {
+        rc = fl_cli_fail(rc);
+        goto done;
+    }
+    const char *meta[] = {"format", "pt", "covey_model", cfg.spec, NULL};
+    if ((rc = fl_safetensors_save(out, params, meta)) != 0) {
+        rc = fl_cli_fail(rc);
+        goto done;
+    }
+    printf("exported the global model of round %lld (%s) to %s\n", (long long)info.round,
+           cfg.spec, out);
+    rc = 0;
+done:
+    free(model);
+    free(st);
+    fl_params_destroy(&params);
+    fl_store_destroy(&store);
+    return rc;
+}

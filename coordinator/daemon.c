@@ -1,0 +1,1278 @@
+/*
+ * daemon.c — the coordinator's event loop and round state machine.
+ *
+ * One thread owns every socket: the agents' ROUTER (CurveZMQ server), the
+ * admin ROUTER (ipc, mode 0600) and the timers. Rounds go
+ *
+ *   waiting -> train (agents pull the model in chunks, train, report "ready";
+ *              the coordinator pulls one update at a time, chunk by chunk,
+ *              into the streaming aggregate, and keeps it only if digest and
+ *              finiteness check out) -> commit (server optimizer, checkpoint,
+ *              metrics, round row: one SQLite transaction) -> eval -> waiting
+ *
+ * Memory is O(model): the global model and the aggregator's two buffers; an
+ * update is never held whole: each chunk is checked and added into the
+ * aggregator's spare buffer as it arrives, and the add takes effect only when
+ * the whole update has arrived and matches its digest.
+ * An attempt that ends (all reported, or the deadline) with fewer than
+ * min_fit updates is recorded as failed and retried as attempt+1. Anything an
+ * agent sends that is invalid is logged with its reason, counted, answered
+ * with "reject"/"error" and otherwise ignored: it never reaches the aggregate.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "fl_aggr.h"
+#include "fl_keys.h"
+#include "fl_log.h"
+#include "fl_model.h"
+#include "fl_net.h"
+#include "fl_proto.h"
+#include "fl_rng.h"
+#include "fl_serveropt.h"
+#include "fl_store.h"
+#include "fl_zap.h"
+#include "state.h"
+#include "status.h"
+
+#define PULL_WINDOW 4              /* update chunks requested ahead */
+#define PULL_STALL_MS 15000        /* an update transfer that stalls this long is dropped */
+#define ZAP_DOMAIN "covey-agents"
+
+typedef enum { PH_WAITING, PH_TRAIN, PH_EVAL, PH_COMPLETE } phase_t;
+
+static const char *const s_phase_names[] = {"waiting", "train", "eval", "complete"};
+
+/* An agent's part in the current round or evaluation. */
+typedef enum {
+    R_NONE = 0,
+    R_SELECTED,  /* asked to train */
+    R_READY,     /* reported an update, waiting to be pulled */
+    R_PULLING,   /* its update is being pulled */
+    R_RECEIVED,  /* update accepted into the aggregate */
+    R_REJECTED,  /* update refused */
+    R_DROPPED,   /* went silent / failed */
+    R_EVAL_ASKED,
+    R_EVALUATED
+} role_t;
+
+static const char *const s_role_names[] = {"none",     "selected", "ready",  "pulling",  "received",
+                                           "rejected", "dropped",  "asked",  "evaluated"};
+
+typedef struct sess {
+    int64_t id;
+    char name[64];
+    char key[41];
+    uint8_t rid[256];
+    size_t rid_len;
+    int64_t last_seen_ms;
+    uint64_t n_train, n_test;
+    char version[32];
+    role_t role;
+    /* the update it reported ready */
+    uint64_t n_samples, nbytes;
+    double loss, acc;
+    uint8_t digest[32];
+    int64_t ready_ms;
+} sess_t;
+
+typedef struct coord {
+    coord_config_t cfg;
+    coord_paths_t paths;
+    fl_store_t *store;
+    fl_store_t *zap_store; /* used only by the ZAP thread */
+    void *ctx, *sock, *admin;
+    fl_zap_t *zap;
+    fl_keypair_t *kp;
+    int64_t started_ms;
+    bool exit_when_done;
+
+    /* the global model */
+    fl_params_t *global;
+    uint8_t digest[32];
+    size_t model_bytes;
+    int64_t rounds_done;
+
+    fl_aggr_t *aggr;
+    fl_sopt_t *sopt;
+    float *chunk;   /* one aligned chunk of the update in flight */
+    crypto_generichash_state hash; /* digest of the update in flight */
+
+    /* sessions of known agents */
+    sess_t *sess;
+    size_t n_sess, cap_sess;
+
+    /* the current round / evaluation */
+    phase_t phase;
+    int64_t round, attempt;
+    int64_t started_round_ms, deadline_ms; /* monotonic */
+    int64_t deadline_wall_ms;
+    int64_t expected, received, rejected, dropped;
+    double loss_sum, acc_sum, n_sum; /* weighted training metrics */
+    int64_t eval_round;
+    double eval_loss_sum, eval_acc_sum, eval_n;
+
+    /* update transfer */
+    ssize_t pulling;
+    size_t pull_next, pull_got;
+    int64_t pull_last_ms;
+
+    uint64_t invalid;
+    uint8_t hdr[FL_HDR_MAX];
+} coord_t;
+
+static volatile sig_atomic_t s_stop = 0, s_reload = 0;
+
+static void
+s_on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        s_reload = 1;
+    else
+        s_stop = 1;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+static sess_t *
+s_sess_by_key(coord_t *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_sess; i++)
+        if (strcmp(c->sess[i].key, key) == 0)
+            return &c->sess[i];
+    return NULL;
+}
+
+static bool
+s_online(const coord_t *c, const sess_t *s)
+{
+    return s->rid_len > 0 && fl_now_ms() - s->last_seen_ms < (int64_t)c->cfg.stale_after * 1000;
+}
+
+static bool
+s_is_online_cb(const char *key, void *arg)
+{
+    coord_t *c = arg;
+    sess_t *s = s_sess_by_key(c, key);
+    return s && s_online(c, s);
+}
+
+static size_t
+s_count_online(const coord_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_sess; i++)
+        n += s_online(c, &c->sess[i]);
+    return n;
+}
+
+/*
+ * The session of the sender of a message, created on first contact. The
+ * sender is identified by the CURVE key the ZAP handler admitted, never by
+ * anything in the message; a key revoked since the handshake is refused here.
+ */
+static sess_t *
+s_sess_for(coord_t *c, const char *key, const uint8_t *rid, size_t rid_len)
+{
+    fl_agent_row_t row;
+    sess_t *s = s_sess_by_key(c, key);
+    if (fl_store_agent_get_by_key(c->store, key, &row) != 0 ||
+        strcmp(row.status, "active") != 0) {
+        fl_warn("message from a key that is not an active agent", "key=%s", key);
+        if (s)
+            s->rid_len = 0;
+        return NULL;
+    }
+    if (!s) {
+        if (c->n_sess == c->cap_sess) {
+            c->cap_sess = c->cap_sess ? 2 * c->cap_sess : 16;
+            c->sess = fl_xrealloc(c->sess, c->cap_sess * sizeof *c->sess);
+        }
+        s = &c->sess[c->n_sess++];
+        memset(s, 0, sizeof *s);
+        s->id = row.id;
+        snprintf(s->key, sizeof s->key, "%s", key);
+    }
+    snprintf(s->name, sizeof s->name, "%s", row.name);
+    if (rid_len <= sizeof s->rid) {
+        memcpy(s->rid, rid, rid_len);
+        s->rid_len = rid_len;
+    }
+    s->last_seen_ms = fl_now_ms();
+    return s;
+}
+
+/* ----------------------------------------------------------------- sending */
+
+/* Send a message (and optional bulk frame) to an agent; failures are logged,
+ * never fatal: a peer that vanished is noticed by its silence. */
+static void
+s_send(coord_t *c, sess_t *s, const fl_msg_t *m, const void *data, size_t data_len)
+{
+    size_t len = 0;
+    if (s->rid_len == 0)
+        return;
+    if (fl_msg_encode(m, c->hdr, sizeof c->hdr, &len) != 0) {
+        fl_error("cannot encode message", "type=%s reason=\"%s\"", fl_msg_type_name(m->type),
+                 fl_errmsg());
+        return;
+    }
+    int rc = fl_net_send(c->sock, s->rid, s->rid_len, c->hdr, len, data, data_len, ZMQ_DONTWAIT);
+    if (rc != 0)
+        fl_debug("send failed", "agent=%s type=%s reason=\"%s\"", s->name,
+                 fl_msg_type_name(m->type), fl_errmsg());
+}
+
+static void
+s_send_reason(coord_t *c, sess_t *s, fl_msg_type_t type, const char *reason)
+{
+    fl_msg_t m;
+    fl_msg_init(&m, type);
+    m.round = (uint64_t)c->round;
+    m.attempt = (uint64_t)c->attempt;
+    snprintf(m.reason, sizeof m.reason, "%s", reason);
+    s_send(c, s, &m, NULL, 0);
+}
+
+/* Log, count and answer an invalid message; the sender's session goes on. */
+static void
+s_invalid(coord_t *c, sess_t *s, const char *name, const char *reason)
+{
+    c->invalid++;
+    fl_warn("invalid message rejected", "agent=%s reason=\"%s\" invalid_total=%llu", name,
+            reason, (unsigned long long)c->invalid);
+    if (s)
+        s_send_reason(c, s, FL_MSG_ERROR, reason);
+}
+
+/* ---------------------------------------------------------- round records */
+
+static void
+s_record_agent(coord_t *c, const sess_t *s, const char *status, const char *reason)
+{
+    fl_round_agent_row_t r;
+    /* per-agent rows describe training attempts; evaluation is kept as metrics */
+    if (c->phase != PH_TRAIN)
+        return;
+    memset(&r, 0, sizeof r);
+    r.round = c->round;
+    r.attempt = c->attempt;
+    r.agent_id = s->id;
+    snprintf(r.status, sizeof r.status, "%s", status);
+    r.n_samples = (int64_t)s->n_samples;
+    r.loss = s->loss;
+    r.acc = s->acc;
+    r.time_ms = fl_wall_ms();
+    snprintf(r.reason, sizeof r.reason, "%s", reason ? reason : "");
+    if (fl_store_round_agent_put(c->store, &r) != 0)
+        fl_error("cannot record agent round state", "agent=%s reason=\"%s\"", s->name,
+                 fl_errmsg());
+}
+
+static void
+s_round_row(const coord_t *c, fl_round_row_t *r, const char *phase, const char *outcome)
+{
+    memset(r, 0, sizeof *r);
+    r->round = c->round;
+    r->attempt = c->attempt;
+    snprintf(r->phase, sizeof r->phase, "%s", phase);
+    snprintf(r->outcome, sizeof r->outcome, "%s", outcome);
+    r->started_ms = fl_wall_ms() - (fl_now_ms() - c->started_round_ms);
+    r->deadline_ms = c->deadline_wall_ms;
+    r->expected = c->expected;
+    r->received = c->received;
+    r->rejected = c->rejected;
+    r->train_loss = c->n_sum > 0 ? c->loss_sum / c->n_sum : 0;
+    r->train_acc = c->n_sum > 0 ? c->acc_sum / c->n_sum : 0;
+}
+
+/* ----------------------------------------------------------------- rounds */
+
+static void
+s_fill_task(const coord_t *c, fl_msg_t *m, fl_msg_type_t type, uint64_t timeout_s)
+{
+    fl_msg_init(m, type);
+    m->round = (uint64_t)(type == FL_MSG_EVAL ? c->eval_round : c->round);
+    m->attempt = (uint64_t)c->attempt;
+    m->has_digest = true;
+    memcpy(m->digest, c->digest, 32);
+    m->nbytes = c->model_bytes;
+    snprintf(m->spec, sizeof m->spec, "%s", c->cfg.spec);
+    m->batch = c->cfg.batch;
+    m->deadline_ms = timeout_s * 1000;
+    if (type == FL_MSG_TRAIN) {
+        m->epochs = c->cfg.epochs;
+        m->lr = c->cfg.lr;
+        snprintf(m->optimizer, sizeof m->optimizer, "%s", c->cfg.optimizer);
+        m->momentum = c->cfg.momentum;
+        m->weight_decay = c->cfg.weight_decay;
+        m->mu = c->cfg.prox_mu;
+        m->seed = c->cfg.seed * 1000003u + (uint64_t)c->round;
+    }
+}
+
+/* Choose k of the online agents, uniformly, reproducibly from (seed, round, attempt). */
+static size_t
+s_sample(coord_t *c, double fraction, size_t min_k, size_t *chosen)
+{
+    size_t n = 0, k;
+    uint32_t *idx = fl_xmalloc((c->n_sess + 1) * sizeof *idx);
+    fl_rng_t rng;
+    for (size_t i = 0; i < c->n_sess; i++)
+        if (s_online(c, &c->sess[i]))
+            idx[n++] = (uint32_t)i;
+    k = (size_t)ceil(fraction * (double)n);
+    if (k < min_k)
+        k = min_k;
+    if (k > n)
+        k = n;
+    fl_rng_seed(&rng, c->cfg.seed, (uint64_t)c->round * 4096u + (uint64_t)c->attempt);
+    fl_rng_shuffle(&rng, idx, n);
+    for (size_t i = 0; i < k; i++)
+        chosen[i] = idx[i];
+    free(idx);
+    return k;
+}
+
+static void s_pull_cancel(coord_t *c);
+
+static void
+s_reset_roles(coord_t *c)
+{
+    for (size_t i = 0; i < c->n_sess; i++)
+        c->sess[i].role = R_NONE;
+    s_pull_cancel(c);
+}
+
+static bool
+s_done_training(const coord_t *c)
+{
+    return c->cfg.rounds > 0 && (uint64_t)c->rounds_done >= c->cfg.rounds;
+}
+
+/* Start the next attempt of the next round if enough agents are online. */
+static void
+s_maybe_start_round(coord_t *c)
+{
+    if (c->phase != PH_WAITING)
+        return;
+    if (s_done_training(c)) {
+        c->phase = PH_COMPLETE;
+        fl_info("federation complete", "rounds=%lld", (long long)c->rounds_done);
+        return;
+    }
+    size_t online = s_count_online(c);
+    if (online < c->cfg.min_available)
+        return;
+
+    size_t *chosen = fl_xmalloc((c->n_sess + 1) * sizeof *chosen);
+    size_t k = s_sample(c, c->cfg.fraction, c->cfg.min_fit, chosen);
+    fl_round_row_t row;
+    fl_msg_t m;
+
+    s_reset_roles(c);
+    fl_aggr_reset(c->aggr);
+    c->phase = PH_TRAIN;
+    c->expected = (int64_t)k;
+    c->received = c->rejected = c->dropped = 0;
+    c->loss_sum = c->acc_sum = c->n_sum = 0;
+    c->started_round_ms = fl_now_ms();
+    c->deadline_ms = c->started_round_ms + (int64_t)c->cfg.train_timeout * 1000;
+    c->deadline_wall_ms = fl_wall_ms() + (int64_t)c->cfg.train_timeout * 1000;
+
+    s_round_row(c, &row, "train", "");
+    if (fl_store_begin(c->store) != 0 || fl_store_round_put(c->store, &row) != 0) {
+        fl_error("cannot record the round start", "reason=\"%s\"", fl_errmsg());
+        fl_store_rollback(c->store);
+        c->phase = PH_WAITING;
+        free(chosen);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        sess_t *s = &c->sess[chosen[i]];
+        s->role = R_SELECTED;
+        s->n_samples = 0;
+        s->loss = s->acc = 0;
+        s_record_agent(c, s, "selected", NULL);
+    }
+    if (fl_store_commit(c->store) != 0) {
+        fl_error("cannot commit the round start", "reason=\"%s\"", fl_errmsg());
+        fl_store_rollback(c->store);
+    }
+    fl_info("round started", "round=%lld attempt=%lld selected=%zu online=%zu deadline_s=%llu",
+            (long long)c->round, (long long)c->attempt, k, online,
+            (unsigned long long)c->cfg.train_timeout);
+    s_fill_task(c, &m, FL_MSG_TRAIN, c->cfg.train_timeout);
+    for (size_t i = 0; i < k; i++)
+        s_send(c, &c->sess[chosen[i]], &m, NULL, 0);
+    free(chosen);
+}
+
+/* Tell agents still working on this attempt to stop. */
+static void
+s_abort_pending(coord_t *c, const char *reason)
+{
+    for (size_t i = 0; i < c->n_sess; i++) {
+        sess_t *s = &c->sess[i];
+        if (s->role == R_SELECTED || s->role == R_READY || s->role == R_PULLING ||
+            s->role == R_EVAL_ASKED) {
+            s_send_reason(c, s, FL_MSG_ABORT, reason);
+            s_record_agent(c, s, "dropped", reason);
+            s->role = R_DROPPED;
+        }
+    }
+    s_pull_cancel(c);
+}
+
+static void s_start_eval(coord_t *c);
+
+/* Close the training attempt: aggregate and commit, or record the failure. */
+static int
+s_finish_attempt(coord_t *c)
+{
+    char why[128];
+    fl_round_row_t row;
+
+    if ((uint64_t)c->received < c->cfg.min_fit) {
+        snprintf(why, sizeof why, "only %lld of %lld updates (min_fit %llu)",
+                 (long long)c->received, (long long)c->expected,
+                 (unsigned long long)c->cfg.min_fit);
+        s_abort_pending(c, "round attempt failed");
+        s_round_row(c, &row, "failed", why);
+        row.ended_ms = fl_wall_ms();
+        if (fl_store_round_put(c->store, &row) != 0)
+            fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
+        fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
+                (long long)c->round, (long long)c->attempt, why);
+        c->attempt++;
+        c->phase = PH_WAITING;
+        return 0;
+    }
+    s_abort_pending(c, "round closed");
+
+    /* AGGREGATE: the mean delta (into the aggregator's free buffer), then the server optimizer. */
+    float *mean = fl_aggr_scratch(c->aggr);
+    if (!mean || fl_aggr_mean(c->aggr, mean) != 0) {
+        fl_error("aggregation failed", "reason=\"%s\"", fl_errmsg());
+        return -1;
+    }
+    fl_sopt_apply(c->sopt, fl_params_data(c->global), mean, fl_params_numel(c->global));
+    if (fl_params_check_finite(c->global) != 0) {
+        fl_error("the new global model is not finite; refusing to commit it",
+                 "reason=\"%s\"", fl_errmsg());
+        return -1;
+    }
+    coord_model_digest(c->global, c->digest);
+
+    /* COMMIT: round row, checkpoint and metrics in one transaction. */
+    size_t state_len = fl_sopt_state_size(c->sopt);
+    uint8_t *state = fl_xmalloc(state_len ? state_len : 1);
+    fl_sopt_state_export(c->sopt, state);
+    s_round_row(c, &row, "done", "ok");
+    row.ended_ms = fl_wall_ms();
+    int rc = fl_store_begin(c->store);
+    if (rc == 0)
+        rc = fl_store_round_put(c->store, &row);
+    if (rc == 0)
+        rc = fl_store_checkpoint_put(c->store, c->round, c->digest, fl_params_data(c->global),
+                                     c->model_bytes, state, state_len, fl_wall_ms());
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->round, "train_loss", row.train_loss);
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->round, "train_accuracy", row.train_acc);
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->round, "updates", (double)c->received);
+    if (rc == 0)
+        rc = fl_store_commit(c->store);
+    free(state);
+    if (rc != 0) {
+        /* The in-memory model is ahead of the database; restarting from the
+         * last committed checkpoint is the only consistent way on. */
+        fl_error("cannot commit the round; stopping (restart resumes from the last checkpoint)",
+                 "round=%lld reason=\"%s\"", (long long)c->round, fl_errmsg());
+        fl_store_rollback(c->store);
+        return -1;
+    }
+    char hex[17];
+    fl_info("round committed",
+            "round=%lld attempt=%lld updates=%lld rejected=%lld train_loss=%.4f "
+            "train_accuracy=%.4f seconds=%.2f model=%s",
+            (long long)c->round, (long long)c->attempt, (long long)c->received,
+            (long long)c->rejected, row.train_loss, row.train_acc,
+            (double)(fl_now_ms() - c->started_round_ms) / 1000.0,
+            coord_hex(c->digest, 8, hex, sizeof hex));
+    c->rounds_done = c->round;
+    c->round++;
+    c->attempt = 1;
+    c->phase = PH_WAITING;
+    if (c->cfg.eval_every > 0 && (uint64_t)c->rounds_done % c->cfg.eval_every == 0)
+        s_start_eval(c);
+    return 0;
+}
+
+static void
+s_start_eval(coord_t *c)
+{
+    size_t *chosen = fl_xmalloc((c->n_sess + 1) * sizeof *chosen);
+    size_t k = s_sample(c, c->cfg.eval_fraction, 1, chosen);
+    fl_msg_t m;
+    if (k == 0) {
+        free(chosen);
+        return;
+    }
+    s_reset_roles(c);
+    c->phase = PH_EVAL;
+    c->eval_round = c->rounds_done;
+    c->eval_loss_sum = c->eval_acc_sum = c->eval_n = 0;
+    c->expected = (int64_t)k;
+    c->received = c->rejected = c->dropped = 0;
+    c->started_round_ms = fl_now_ms();
+    c->deadline_ms = c->started_round_ms + (int64_t)c->cfg.eval_timeout * 1000;
+    c->deadline_wall_ms = fl_wall_ms() + (int64_t)c->cfg.eval_timeout * 1000;
+    s_fill_task(c, &m, FL_MSG_EVAL, c->cfg.eval_timeout);
+    for (size_t i = 0; i < k; i++) {
+        c->sess[chosen[i]].role = R_EVAL_ASKED;
+        s_send(c, &c->sess[chosen[i]], &m, NULL, 0);
+    }
+    fl_info("evaluation started", "round=%lld agents=%zu", (long long)c->eval_round, k);
+    free(chosen);
+}
+
+static void
+s_finish_eval(coord_t *c)
+{
+    fl_round_row_t row;
+    s_abort_pending(c, "evaluation closed");
+    c->phase = PH_WAITING;
+    if (c->eval_n <= 0) {
+        fl_warn("evaluation got no results", "round=%lld", (long long)c->eval_round);
+        return;
+    }
+    double loss = c->eval_loss_sum / c->eval_n, acc = c->eval_acc_sum / c->eval_n;
+    int rc = fl_store_begin(c->store);
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->eval_round, "eval_loss", loss);
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->eval_round, "eval_accuracy", acc);
+    if (rc == 0)
+        rc = fl_store_metric_put(c->store, c->eval_round, "eval_samples", c->eval_n);
+    /* the round's own row carries its evaluation too */
+    for (int64_t a = 64; rc == 0 && a >= 1; a--) {
+        if (fl_store_round_get(c->store, c->eval_round, a, &row) != 0)
+            continue;
+        if (strcmp(row.phase, "done") != 0)
+            continue;
+        row.has_eval = 1;
+        row.eval_loss = loss;
+        row.eval_acc = acc;
+        row.eval_n = (int64_t)c->eval_n;
+        rc = fl_store_round_put(c->store, &row);
+        break;
+    }
+    if (rc == 0)
+        rc = fl_store_commit(c->store);
+    if (rc != 0) {
+        fl_error("cannot record the evaluation", "reason=\"%s\"", fl_errmsg());
+        fl_store_rollback(c->store);
+    }
+    fl_info("evaluation done", "round=%lld agents=%lld samples=%.0f eval_loss=%.4f "
+            "eval_accuracy=%.4f",
+            (long long)c->eval_round, (long long)c->received, c->eval_n, loss, acc);
+    if (c->cfg.target_accuracy > 0 && acc >= c->cfg.target_accuracy) {
+        fl_info("target accuracy reached", "accuracy=%.4f target=%.4f", acc,
+                c->cfg.target_accuracy);
+        c->cfg.rounds = (uint64_t)c->rounds_done;
+    }
+}
+
+/* -------------------------------------------------------- update transfer */
+
+static void
+s_pull_more(coord_t *c)
+{
+    sess_t *s = &c->sess[c->pulling];
+    fl_msg_t m;
+    while (s->nbytes > c->pull_next && c->pull_next - c->pull_got < PULL_WINDOW * FL_CHUNK_DEFAULT) {
+        size_t len = s->nbytes - c->pull_next;
+        if (len > FL_CHUNK_DEFAULT)
+            len = FL_CHUNK_DEFAULT;
+        fl_msg_init(&m, FL_MSG_PULL);
+        m.round = (uint64_t)c->round;
+        m.attempt = (uint64_t)c->attempt;
+        m.offset = c->pull_next;
+        m.length = len;
+        s_send(c, s, &m, NULL, 0);
+        c->pull_next += len;
+    }
+}
+
+static void s_update_refused(coord_t *c, sess_t *s, const char *reason);
+
+/* Stop the transfer under way: the open add is discarded, the sum untouched. */
+static void
+s_pull_cancel(coord_t *c)
+{
+    if (c->pulling >= 0)
+        fl_aggr_abort(c->aggr);
+    c->pulling = -1;
+}
+
+/* Start pulling the oldest ready update if no transfer is under way. */
+static void
+s_pull_next_ready(coord_t *c)
+{
+    ssize_t best = -1;
+    if (c->pulling >= 0 || c->phase != PH_TRAIN)
+        return;
+    for (size_t i = 0; i < c->n_sess; i++)
+        if (c->sess[i].role == R_READY &&
+            (best < 0 || c->sess[i].ready_ms < c->sess[best].ready_ms))
+            best = (ssize_t)i;
+    if (best < 0)
+        return;
+    sess_t *s = &c->sess[best];
+    if (fl_aggr_begin(c->aggr, (double)s->n_samples) != 0) {
+        char why[200];
+        snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
+        s_update_refused(c, s, why);
+        s_pull_next_ready(c);
+        return;
+    }
+    crypto_generichash_init(&c->hash, NULL, 0, 32);
+    c->pulling = best;
+    s->role = R_PULLING;
+    c->pull_next = c->pull_got = 0;
+    c->pull_last_ms = fl_now_ms();
+    s_pull_more(c);
+}
+
+static void
+s_update_refused(coord_t *c, sess_t *s, const char *reason)
+{
+    c->rejected++;
+    s->role = R_REJECTED;
+    s_record_agent(c, s, "rejected", reason);
+    s_send_reason(c, s, FL_MSG_REJECT, reason);
+    fl_warn("update rejected", "round=%lld agent=%s reason=\"%s\"", (long long)c->round,
+            s->name, reason);
+}
+
+/* The whole update has been streamed into the open add: keep it only if it
+ * matches the digest announced in "ready" and the aggregator accepts it. */
+static void
+s_update_complete(coord_t *c, sess_t *s)
+{
+    uint8_t digest[32];
+    fl_msg_t m;
+    crypto_generichash_final(&c->hash, digest, 32);
+    if (sodium_memcmp(digest, s->digest, 32) != 0) {
+        s_pull_cancel(c);
+        s_update_refused(c, s, "update bytes do not match the digest announced in ready");
+        return;
+    }
+    c->pulling = -1;
+    if (fl_aggr_commit(c->aggr) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
+        s_update_refused(c, s, why);
+        return;
+    }
+    c->received++;
+    c->loss_sum += s->loss * (double)s->n_samples;
+    c->acc_sum += s->acc * (double)s->n_samples;
+    c->n_sum += (double)s->n_samples;
+    s->role = R_RECEIVED;
+    s_record_agent(c, s, "received", NULL);
+    fl_msg_init(&m, FL_MSG_ACK);
+    m.round = (uint64_t)c->round;
+    m.attempt = (uint64_t)c->attempt;
+    s_send(c, s, &m, NULL, 0);
+    fl_info("update received", "round=%lld agent=%s samples=%llu loss=%.4f received=%lld/%lld",
+            (long long)c->round, s->name, (unsigned long long)s->n_samples, s->loss,
+            (long long)c->received, (long long)c->expected);
+}
+
+/* --------------------------------------------------------------- handlers */
+
+static bool
+s_is_current(const coord_t *c, const fl_msg_t *m, int64_t round)
+{
+    return (int64_t)m->round == round && (int64_t)m->attempt == c->attempt;
+}
+
+static void
+s_on_get(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    fl_msg_t r;
+    if (sodium_memcmp(m->digest, c->digest, 32) != 0) {
+        s_invalid(c, s, s->name, "get: unknown model digest (the global model has moved on)");
+        return;
+    }
+    if (m->offset >= c->model_bytes || m->length > c->model_bytes - m->offset) {
+        s_invalid(c, s, s->name, "get: range outside the model");
+        return;
+    }
+    fl_msg_init(&r, FL_MSG_CHUNK);
+    r.has_digest = true;
+    memcpy(r.digest, c->digest, 32);
+    r.offset = m->offset;
+    r.total = c->model_bytes;
+    s_send(c, s, &r, (const uint8_t *)fl_params_data(c->global) + m->offset, m->length);
+}
+
+static void
+s_on_ready(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    if (c->phase != PH_TRAIN || !s_is_current(c, m, c->round)) {
+        c->invalid++;
+        s_send_reason(c, s, FL_MSG_REJECT, "stale round: this attempt is not in progress");
+        fl_warn("stale update refused", "agent=%s round=%llu attempt=%llu", s->name,
+                (unsigned long long)m->round, (unsigned long long)m->attempt);
+        return;
+    }
+    if (s->role != R_SELECTED) {
+        c->invalid++;
+        s_send_reason(c, s, FL_MSG_REJECT,
+                      s->role == R_NONE ? "not selected for this round" : "duplicate update");
+        fl_warn("unexpected update refused", "agent=%s role=%s", s->name, s_role_names[s->role]);
+        return;
+    }
+    s->n_samples = m->n_samples;
+    s->loss = m->loss;
+    s->acc = m->acc;
+    s->nbytes = m->nbytes;
+    memcpy(s->digest, m->digest, 32);
+    if (m->nbytes != c->model_bytes) {
+        char why[160];
+        snprintf(why, sizeof why, "update has %llu bytes but the model has %zu",
+                 (unsigned long long)m->nbytes, c->model_bytes);
+        s_update_refused(c, s, why);
+        return;
+    }
+    s->role = R_READY;
+    s->ready_ms = fl_now_ms();
+    s_pull_next_ready(c);
+}
+
+static void
+s_on_upd(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t len)
+{
+    if (c->phase != PH_TRAIN || c->pulling < 0 || &c->sess[c->pulling] != s ||
+        !s_is_current(c, m, c->round)) {
+        s_invalid(c, s, s->name, "upd: no transfer of this update is under way");
+        return;
+    }
+    size_t want = s->nbytes - c->pull_got;
+    if (want > FL_CHUNK_DEFAULT)
+        want = FL_CHUNK_DEFAULT;
+    if (m->offset != c->pull_got || len != want) {
+        char why[160];
+        snprintf(why, sizeof why, "upd: chunk at offset %llu with %zu bytes, expected offset %zu "
+                 "with %zu bytes", (unsigned long long)m->offset, len, c->pull_got, want);
+        s_pull_cancel(c);
+        s_update_refused(c, s, why);
+        s_pull_next_ready(c);
+        return;
+    }
+    /* copied to an aligned buffer: the frame's bytes need not be float-aligned */
+    memcpy(c->chunk, data, len);
+    crypto_generichash_update(&c->hash, data, len);
+    if (fl_aggr_chunk(c->aggr, c->pull_got / sizeof(float), c->chunk, len / sizeof(float)) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
+        c->pulling = -1; /* the aggregator has already discarded the open add */
+        s_update_refused(c, s, why);
+        s_pull_next_ready(c);
+        return;
+    }
+    c->pull_got += len;
+    c->pull_last_ms = fl_now_ms();
+    if (c->pull_got == s->nbytes)
+        s_update_complete(c, s);
+    else
+        s_pull_more(c);
+    s_pull_next_ready(c);
+}
+
+static void
+s_on_evald(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    if (c->phase != PH_EVAL || m->round != (uint64_t)c->eval_round || s->role != R_EVAL_ASKED) {
+        c->invalid++;
+        s_send_reason(c, s, FL_MSG_REJECT, "no evaluation of this round is in progress");
+        return;
+    }
+    s->role = R_EVALUATED;
+    s->n_samples = m->n_samples;
+    s->loss = m->loss;
+    s->acc = m->acc;
+    c->received++;
+    c->eval_loss_sum += m->loss * (double)m->n_samples;
+    c->eval_acc_sum += m->acc * (double)m->n_samples;
+    c->eval_n += (double)m->n_samples;
+    s_record_agent(c, s, "evaluated", NULL);
+}
+
+static void
+s_on_fail(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    fl_warn("agent could not do its task", "agent=%s round=%llu reason=\"%s\"", s->name,
+            (unsigned long long)m->round, m->reason);
+    if ((c->phase == PH_TRAIN && s->role == R_SELECTED && s_is_current(c, m, c->round)) ||
+        (c->phase == PH_EVAL && s->role == R_EVAL_ASKED)) {
+        s->role = R_DROPPED;
+        c->dropped++;
+        s_record_agent(c, s, "dropped", m->reason);
+    }
+}
+
+static void
+s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    fl_msg_t r;
+    s->n_train = m->n_train;
+    s->n_test = m->n_test;
+    snprintf(s->version, sizeof s->version, "%s", m->version);
+    if (fl_store_agent_seen(c->store, s->id, fl_wall_ms(), m->version, (int64_t)m->n_train,
+                            (int64_t)m->n_test) != 0)
+        fl_warn("cannot record agent contact", "agent=%s reason=\"%s\"", s->name, fl_errmsg());
+    fl_info("agent connected", "agent=%s version=%s n_train=%llu n_test=%llu online=%zu",
+            s->name, m->version, (unsigned long long)m->n_train, (unsigned long long)m->n_test,
+            s_count_online(c));
+    fl_msg_init(&r, FL_MSG_WELCOME);
+    snprintf(r.federation, sizeof r.federation, "%s", c->cfg.name);
+    r.round = (uint64_t)c->round;
+    s_send(c, s, &r, NULL, 0);
+    /* An agent that reconnects in the middle of its task is asked again. */
+    if (c->phase == PH_TRAIN && s->role == R_SELECTED) {
+        s_fill_task(c, &r, FL_MSG_TRAIN,
+                    (uint64_t)((c->deadline_ms - fl_now_ms()) / 1000 > 0
+                                   ? (c->deadline_ms - fl_now_ms()) / 1000
+                                   : 1));
+        s_send(c, s, &r, NULL, 0);
+    }
+}
+
+static void
+s_handle_agent_msg(coord_t *c)
+{
+    fl_net_msg_t nm;
+    fl_msg_t m;
+    int rc = fl_net_recv(c->sock, true, &nm, ZMQ_DONTWAIT);
+    if (rc == FL_ETIMEOUT)
+        return;
+    if (rc != 0) {
+        c->invalid++;
+        fl_warn("malformed transport message dropped", "reason=\"%s\"", fl_errmsg());
+        return;
+    }
+    sess_t *s = s_sess_for(c, nm.user_id, nm.routing_id, nm.rid_len);
+    if (!s) {
+        c->invalid++;
+        fl_net_msg_close(&nm);
+        return;
+    }
+    rc = fl_msg_decode(zmq_msg_data(&nm.hdr), zmq_msg_size(&nm.hdr), &m);
+    if (rc != 0) {
+        s_invalid(c, s, s->name, fl_errmsg());
+        fl_net_msg_close(&nm);
+        return;
+    }
+    bool wants_data = m.type == FL_MSG_UPD;
+    if (wants_data != nm.has_data) {
+        s_invalid(c, s, s->name,
+                  wants_data ? "upd without its data frame" : "unexpected data frame");
+        fl_net_msg_close(&nm);
+        return;
+    }
+    switch (m.type) {
+    case FL_MSG_HELLO: s_on_hello(c, s, &m); break;
+    case FL_MSG_PING: break;
+    case FL_MSG_GET: s_on_get(c, s, &m); break;
+    case FL_MSG_READY: s_on_ready(c, s, &m); break;
+    case FL_MSG_UPD:
+        s_on_upd(c, s, &m, zmq_msg_data(&nm.data), zmq_msg_size(&nm.data));
+        break;
+    case FL_MSG_EVALD: s_on_evald(c, s, &m); break;
+    case FL_MSG_FAIL: s_on_fail(c, s, &m); break;
+    default: {
+        char why[96];
+        snprintf(why, sizeof why, "message type '%s' is not accepted from agents",
+                 fl_msg_type_name(m.type));
+        s_invalid(c, s, s->name, why);
+    }
+    }
+    fl_net_msg_close(&nm);
+}
+
+/* ------------------------------------------------------------ admin socket */
+
+static void
+s_live(coord_t *c, status_live_t *l)
+{
+    memset(l, 0, sizeof *l);
+    l->pid = (int64_t)getpid();
+    l->started_ms = c->started_ms;
+    l->phase = s_phase_names[c->phase];
+    l->round = c->phase == PH_EVAL ? c->eval_round : c->round;
+    l->attempt = c->attempt;
+    l->expected = c->phase == PH_TRAIN || c->phase == PH_EVAL ? c->expected : 0;
+    l->received = c->received;
+    l->rejected = c->rejected;
+    l->dropped = c->dropped;
+    l->deadline_ms = c->phase == PH_TRAIN || c->phase == PH_EVAL ? c->deadline_wall_ms : 0;
+    l->online = (int64_t)s_count_online(c);
+    l->invalid_messages = c->invalid;
+    l->is_online = s_is_online_cb;
+    l->arg = c;
+}
+
+static void
+s_handle_admin(coord_t *c)
+{
+    zmq_msg_t frames[8];
+    int n = 0, more = 1;
+    while (more && n < 8) {
+        zmq_msg_init(&frames[n]);
+        if (zmq_msg_recv(&frames[n], c->admin, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&frames[n]);
+            break;
+        }
+        more = zmq_msg_more(&frames[n]);
+        n++;
+    }
+    while (more) { /* drain an oversized envelope */
+        zmq_msg_t x;
+        zmq_msg_init(&x);
+        if (zmq_msg_recv(&x, c->admin, ZMQ_DONTWAIT) < 0)
+            more = 0;
+        else
+            more = zmq_msg_more(&x);
+        zmq_msg_close(&x);
+    }
+    if (n < 2)
+        goto out;
+    json_error_t jerr;
+    json_t *req = json_loadb(zmq_msg_data(&frames[n - 1]), zmq_msg_size(&frames[n - 1]), 0, &jerr);
+    const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    json_t *reply = NULL;
+    status_live_t live;
+    s_live(c, &live);
+    if (!cmd) {
+        reply = json_pack("{s:s}", "error", "expected a JSON object with a \"cmd\" string");
+    } else if (strcmp(cmd, "status") == 0) {
+        json_int_t hist = json_integer_value(json_object_get(req, "history"));
+        reply = status_build(c->store, &c->cfg, &live, hist);
+    } else if (strcmp(cmd, "agents") == 0) {
+        reply = status_agents(c->store, &live);
+    } else {
+        reply = json_pack("{s:s}", "error", "unknown command");
+    }
+    if (!reply)
+        reply = json_pack("{s:s}", "error", fl_errmsg());
+    char *body = json_dumps(reply, JSON_COMPACT);
+    for (int i = 0; i < n - 1; i++)
+        zmq_send(c->admin, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(c->admin, body, strlen(body), ZMQ_DONTWAIT);
+    free(body);
+    json_decref(reply);
+    json_decref(req);
+out:
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+/* ------------------------------------------------------------------ timers */
+
+static void
+s_tick(coord_t *c)
+{
+    int64_t now = fl_now_ms();
+    if (c->phase == PH_TRAIN) {
+        /* silent agents drop out; a stalled transfer is dropped */
+        for (size_t i = 0; i < c->n_sess; i++) {
+            sess_t *s = &c->sess[i];
+            bool pending = s->role == R_SELECTED || s->role == R_READY || s->role == R_PULLING;
+            if (pending && !s_online(c, s)) {
+                if (s->role == R_PULLING)
+                    s_pull_cancel(c);
+                s->role = R_DROPPED;
+                c->dropped++;
+                s_record_agent(c, s, "dropped", "went silent");
+                fl_warn("agent dropped out of the round", "round=%lld agent=%s",
+                        (long long)c->round, s->name);
+            }
+        }
+        if (c->pulling >= 0 && now - c->pull_last_ms > PULL_STALL_MS) {
+            sess_t *s = &c->sess[c->pulling];
+            s_pull_cancel(c);
+            s->role = R_DROPPED;
+            c->dropped++;
+            s_record_agent(c, s, "dropped", "update transfer stalled");
+        }
+        s_pull_next_ready(c);
+        size_t pending = 0;
+        for (size_t i = 0; i < c->n_sess; i++) {
+            role_t r = c->sess[i].role;
+            pending += r == R_SELECTED || r == R_READY || r == R_PULLING;
+        }
+        if (pending == 0 || now >= c->deadline_ms) {
+            if (pending)
+                fl_warn("round deadline passed", "round=%lld pending=%zu", (long long)c->round,
+                        pending);
+            if (s_finish_attempt(c) != 0)
+                s_stop = 2;
+        }
+    } else if (c->phase == PH_EVAL) {
+        size_t pending = 0;
+        for (size_t i = 0; i < c->n_sess; i++) {
+            sess_t *s = &c->sess[i];
+            if (s->role == R_EVAL_ASKED && !s_online(c, s)) {
+                s->role = R_DROPPED;
+                c->dropped++;
+            }
+            pending += s->role == R_EVAL_ASKED;
+        }
+        if (pending == 0 || now >= c->deadline_ms)
+            s_finish_eval(c);
+    }
+    if (c->phase == PH_WAITING)
+        s_maybe_start_round(c);
+}
+
+/* ---------------------------------------------------------- start and stop */
+
+static int
+s_zap_check(const char *domain, const char *key, void *arg)
+{
+    coord_t *c = arg;
+    int64_t id;
+    if (strcmp(domain, ZAP_DOMAIN) != 0)
+        return 0;
+    return fl_store_agent_key_active(c->zap_store, key, &id) == 1;
+}
+
+/* Load the last committed checkpoint and work out where the rounds resume. */
+static int
+s_resume(coord_t *c)
+{
+    fl_checkpoint_info_t info;
+    uint8_t *model = NULL, *state = NULL;
+    size_t model_len = 0, state_len = 0;
+    fl_round_row_t last;
+    int rc = fl_store_checkpoint_load(c->store, -1, &info, &model, &model_len, &state, &state_len);
+    if (rc != 0)
+        return fl_fail(rc, "no checkpoint to start from (%s); run covey-coordinator init",
+                       fl_errmsg());
+    rc = coord_model_from_bytes(c->cfg.spec, model, model_len, &c->global);
+    if (rc == 0 && state_len > 0)
+        rc = fl_sopt_state_import(c->sopt, state, state_len);
+    free(model);
+    free(state);
+    if (rc != 0)
+        return rc;
+    coord_model_digest(c->global, c->digest);
+    if (sodium_memcmp(c->digest, info.digest, 32) != 0)
+        return fl_fail(FL_ECRYPTO, "checkpoint of round %lld does not match its digest",
+                       (long long)info.round);
+    c->model_bytes = fl_params_numel(c->global) * sizeof(float);
+    c->rounds_done = info.round;
+    c->round = info.round + 1;
+    c->attempt = 1;
+    if (fl_store_round_latest(c->store, &last) == 0 && last.round == c->round) {
+        c->attempt = last.attempt + 1;
+        if (strcmp(last.phase, "failed") != 0) {
+            snprintf(last.outcome, sizeof last.outcome, "interrupted: coordinator restarted");
+            snprintf(last.phase, sizeof last.phase, "failed");
+            last.ended_ms = fl_wall_ms();
+            if (fl_store_round_put(c->store, &last) != 0)
+                return fl_fail(FL_EDB, "cannot close the interrupted round: %s", fl_errmsg());
+            fl_warn("round interrupted by a restart will be retried", "round=%lld attempt=%lld",
+                    (long long)last.round, (long long)c->attempt);
+        }
+    }
+    return 0;
+}
+
+static int
+s_setup(coord_t *c, const coord_run_opts_t *opts)
+{
+    fl_sopt_config_t sc;
+    fl_sopt_kind_t sk;
+    fl_net_opts_t no;
+    fl_loglevel_t lv;
+    int rc;
+
+    c->pulling = -1;
+    c->started_ms = fl_wall_ms();
+    c->exit_when_done = opts->exit_when_done;
+    if ((rc = coord_paths(opts->state_dir, &c->paths)) != 0 ||
+        (rc = coord_config_load(c->paths.config, &c->cfg)) != 0)
+        return rc;
+    if (fl_log_parse_level(opts->log_level ? opts->log_level : c->cfg.log_level, &lv) == 0)
+        fl_log_set_level(lv);
+    if ((rc = fl_keypair_load(c->paths.key, &c->kp)) != 0)
+        return rc;
+    if ((rc = fl_store_open(c->paths.db, FL_STORE_RW, &c->store)) != 0 ||
+        (rc = fl_store_open(c->paths.db, FL_STORE_READONLY, &c->zap_store)) != 0)
+        return rc;
+
+    if (fl_sopt_parse_kind(c->cfg.server_optimizer, &sk) != 0)
+        return fl_fail(FL_EINVAL, "server.optimizer: %s", fl_errmsg());
+    fl_sopt_config_default(&sc, sk);
+    sc.lr = (float)c->cfg.server_lr;
+    sc.momentum = (float)c->cfg.server_momentum;
+    sc.beta1 = (float)c->cfg.server_beta1;
+    sc.beta2 = (float)c->cfg.server_beta2;
+    sc.tau = (float)c->cfg.server_tau;
+    fl_params_t *layout = NULL;
+    if ((rc = fl_model_layout(c->cfg.spec, &layout)) != 0)
+        return rc;
+    size_t numel = fl_params_numel(layout);
+    fl_params_destroy(&layout);
+    if ((rc = fl_sopt_new(&sc, numel, &c->sopt)) != 0 || (rc = s_resume(c)) != 0)
+        return rc;
+    if (!(c->aggr = fl_aggr_new(numel)))
+        return FL_ENOMEM;
+    c->chunk = fl_xmalloc_aligned(FL_CHUNK_MAX);
+
+    c->ctx = zmq_ctx_new();
+    if ((rc = fl_zap_start(c->ctx, s_zap_check, c, &c->zap)) != 0)
+        return rc;
+    fl_net_opts_default(&no);
+    if ((rc = fl_net_server(c->ctx, c->cfg.endpoint, c->kp, ZAP_DOMAIN, &no, &c->sock)) != 0)
+        return rc;
+
+    /* The admin socket is for this user only: created under umask 077. */
+    c->admin = zmq_socket(c->ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(c->admin, ZMQ_LINGER, &linger, sizeof linger);
+    unlink(c->paths.admin);
+    mode_t old = umask(077);
+    int brc = zmq_bind(c->admin, c->paths.admin_endpoint);
+    umask(old);
+    if (brc != 0)
+        return fl_fail(FL_EIO, "cannot bind the admin socket %s: %s", c->paths.admin,
+                       zmq_strerror(zmq_errno()));
+    chmod(c->paths.admin, 0600);
+    return 0;
+}
+
+static void
+s_teardown(coord_t *c)
+{
+    if (c->admin) {
+        zmq_close(c->admin);
+        unlink(c->paths.admin);
+    }
+    if (c->sock)
+        zmq_close(c->sock);
+    fl_zap_stop(&c->zap);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    fl_store_destroy(&c->zap_store);
+    fl_store_destroy(&c->store);
+    fl_keypair_destroy(&c->kp);
+    fl_params_destroy(&c->global);
+    fl_aggr_destroy(&c->aggr);
+    fl_sopt_destroy(&c->sopt);
+    free(c->chunk);
+    free(c->sess);
+}
+
+static void
+s_reload_config(coord_t *c)
+{
+    coord_config_t fresh;
+    fl_loglevel_t lv;
+    if (coord_config_load(c->paths.config, &fresh) != 0) {
+        fl_error("configuration reload refused; keeping the running configuration",
+                 "reason=\"%s\"", fl_errmsg());
+        return;
+    }
+    if (strcmp(fresh.spec, c->cfg.spec) != 0 || strcmp(fresh.endpoint, c->cfg.endpoint) != 0 ||
+        strcmp(fresh.server_optimizer, c->cfg.server_optimizer) != 0)
+        fl_warn("model.spec, federation.endpoint and server.optimizer take effect at the next "
+                "start", NULL);
+    snprintf(fresh.spec, sizeof fresh.spec, "%s", c->cfg.spec);
+    snprintf(fresh.endpoint, sizeof fresh.endpoint, "%s", c->cfg.endpoint);
+    snprintf(fresh.server_optimizer, sizeof fresh.server_optimizer, "%s",
+             c->cfg.server_optimizer);
+    c->cfg = fresh;
+    if (fl_log_parse_level(c->cfg.log_level, &lv) == 0)
+        fl_log_set_level(lv);
+    fl_info("configuration reloaded", "path=%s", c->paths.config);
+    if (c->phase == PH_COMPLETE && !s_done_training(c))
+        c->phase = PH_WAITING;
+}
+
+int
+coord_run(const coord_run_opts_t *opts)
+{
+    coord_t *c = fl_xcalloc(1, sizeof *c);
+    struct sigaction sa;
+    int exit_code = 1;
+
+    fl_log_set_component("coordinator");
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (sodium_init() < 0 || s_setup(c, opts) != 0) {
+        fl_error("coordinator cannot start", "reason=\"%s\"", fl_errmsg());
+        goto out;
+    }
+    char hex[17];
+    fl_info("coordinator started",
+            "federation=%s endpoint=%s model=%s params=%zu round=%lld checkpoint=%s pid=%ld",
+            c->cfg.name, c->cfg.endpoint, c->cfg.spec, fl_params_numel(c->global),
+            (long long)c->round, coord_hex(c->digest, 8, hex, sizeof hex), (long)getpid());
+
+    while (!s_stop) {
+        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->admin, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, 100);
+        if (n < 0 && zmq_errno() != EINTR) {
+            fl_error("poll failed", "reason=\"%s\"", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (s_reload) {
+            s_reload = 0;
+            s_reload_config(c);
+        }
+        /* Bounded batches so that timers and the admin socket stay responsive. */
+        for (int i = 0; n > 0 && i < 256 && (items[0].revents & ZMQ_POLLIN); i++) {
+            int ev = 0;
+            size_t evlen = sizeof ev;
+            s_handle_agent_msg(c);
+            if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
+                break;
+        }
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN))
+            s_handle_admin(c);
+        s_tick(c);
+        if (c->exit_when_done && c->phase == PH_COMPLETE)
+            break;
+    }
+    exit_code = s_stop == 2 ? 1 : 0;
+    fl_info("coordinator stopping", "rounds_done=%lld invalid_messages=%llu",
+            (long long)c->rounds_done, (unsigned long long)c->invalid);
+out:
+    s_teardown(c);
+    free(c);
+    return exit_code;
+}

@@ -1,0 +1,165 @@
+"""covey.py — harness for Covey's integration tests: real covey-coordinator and
+covey-agent processes on 127.0.0.1, real CurveZMQ, a real SQLite file.
+
+Every process a test starts is registered and reaped at the end (also on
+failure or timeout); every wait has a generous deadline and fails with the
+logs attached rather than hanging. Ports are picked free by the kernel.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("COVEY_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+COORD = os.path.join(BIN, "covey-coordinator")
+AGENT = os.path.join(BIN, "covey-agent")
+# Under sanitizers everything is several times slower: stretch every deadline.
+SLOW = 4.0 if os.environ.get("COVEY_ASAN") else 1.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(*args, check=True, timeout=120):
+    """Run a covey command to completion; returns CompletedProcess (text)."""
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout * SLOW)
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed (%d):\n%s%s" % (" ".join(args), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+class Federation:
+    """A coordinator state directory plus the processes of one test."""
+
+    def __init__(self, name="t", model="softmax:784-10", settings=None):
+        self.dir = tempfile.mkdtemp(prefix="covey-it-%s-" % name)
+        self.state = os.path.join(self.dir, "state")
+        self.port = free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.procs = {}
+        self.logs = {}
+        self.model = model
+        sets = {
+            "federation.endpoint": self.endpoint,
+            "federation.name": name,
+            "rounds.stale_after": "6",
+            "rounds.train_timeout": str(int(60 * SLOW)),
+            "rounds.eval_timeout": str(int(60 * SLOW)),
+        }
+        sets.update(settings or {})
+        args = [COORD, "init", "--state", self.state, "--model", model]
+        for k, v in sets.items():
+            args += ["--set", "%s=%s" % (k, v)]
+        run(*args)
+        self.server_pub = os.path.join(self.state, "server.key.pub")
+        self.db = os.path.join(self.state, "covey.db")
+
+    # -- agents -------------------------------------------------------------
+    def keygen(self, name):
+        key = os.path.join(self.dir, name + ".key")
+        pub = run(AGENT, "keygen", "--out", key).stdout.strip()
+        return key, pub
+
+    def add_agent(self, name):
+        key, pub = self.keygen(name)
+        run(COORD, "agents", "add", name, pub, "--state", self.state)
+        return key
+
+    def start_agent(self, name, key, index, parts, partition="iid", seed=7, extra=()):
+        args = [AGENT, "run", "--coordinator", self.endpoint, "--server-key", self.server_pub,
+                "--key", key, "--data", "fashion-mnist", "--partition", partition,
+                "--parts", str(parts), "--index", str(index), "--seed", str(seed)] + list(extra)
+        return self._spawn(name, args)
+
+    # -- coordinator --------------------------------------------------------
+    def start_coordinator(self, extra=()):
+        return self._spawn("coordinator", [COORD, "run", "--state", self.state] + list(extra))
+
+    def _spawn(self, name, args):
+        log = open(os.path.join(self.dir, name + ".log"), "ab")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs[name] = p
+        self.logs[name] = log.name
+        return p
+
+    def kill(self, name, sig=signal.SIGKILL):
+        p = self.procs.get(name)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=30 * SLOW)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def log(self, name):
+        with open(self.logs[name], "rb") as f:
+            return f.read().decode(errors="replace")
+
+    # -- observation ---------------------------------------------------------
+    def status(self):
+        out = run(COORD, "status", "--state", self.state, "--json", timeout=30).stdout
+        return json.loads(out)
+
+    def wait_for(self, what, pred, timeout):
+        deadline = time.time() + timeout * SLOW
+        last = None
+        while time.time() < deadline:
+            try:
+                last = self.status()
+                if pred(last):
+                    return last
+            except (AssertionError, ValueError, subprocess.TimeoutExpired) as e:
+                last = repr(e)
+            for n, p in self.procs.items():
+                if n == "coordinator" and p.poll() is not None and p.returncode != 0:
+                    raise AssertionError("coordinator exited %d while waiting for %s\n%s"
+                                         % (p.returncode, what, self.tail("coordinator")))
+            time.sleep(0.3)
+        raise AssertionError("timed out waiting for %s; last status: %s\n%s"
+                             % (what, json.dumps(last, indent=1)[:3000], self.tail("coordinator")))
+
+    def tail(self, name, n=40):
+        try:
+            return "--- %s log (last %d lines)\n%s" % (name, n, "\n".join(self.log(name).splitlines()[-n:]))
+        except (KeyError, OSError):
+            return ""
+
+    def query(self, sql, args=()):
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def close(self):
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+        for name in list(self.procs):
+            self.kill(name, signal.SIGKILL)
+        if os.environ.get("COVEY_KEEP_TMP"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main():
+    """unittest main that prints the plain closing line 'N passed, N failed'."""
+    prog = unittest.main(exit=False, verbosity=2)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors)
+    print("%s: %d passed, %d failed" % (os.path.basename(sys.argv[0]), r.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
