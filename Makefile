@@ -61,6 +61,9 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+# helper programs of the integration tests and benchmarks (e.g. a misbehaving agent)
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all test unit integration demo bench asan lint install clean deps help fuzz
 all: $(BINS)
@@ -97,6 +100,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
@@ -108,7 +116,7 @@ test: unit integration
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-integration: $(BINS)
+integration: $(BINS) $(TOOL_BINS)
 	@COVEY_BIN=$(abspath $(BUILD)) tests/integration/run
 
 demo:
@@ -116,7 +124,7 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@deploy/demo.sh $(BUILD)
 
-bench: $(BINS) $(BENCH_BINS)
+bench: $(BINS) $(BENCH_BINS) $(TOOL_BINS)
 	@COVEY_BIN=$(abspath $(BUILD)) tests/bench/run
 
 asan:
