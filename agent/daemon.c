@@ -35,7 +35,6 @@
 #include "fl_proto.h"
 #include "fl_train.h"
 
-#define COVEY_AGENT_VERSION "0.1.0"
 #define GET_WINDOW 4            /* model chunks requested ahead */
 #define PING_MS 2000
 #define HELLO_RETRY_MS 1000
@@ -129,7 +128,7 @@ s_send_hello(agent_t *a)
 {
     fl_msg_t m;
     fl_msg_init(&m, FL_MSG_HELLO);
-    snprintf(m.version, sizeof m.version, "%s", COVEY_AGENT_VERSION);
+    snprintf(m.version, sizeof m.version, "%s", COVEY_VERSION);
     m.n_train = a->train->n;
     m.n_test = a->test ? a->test->n : 0;
     if (a->have) {
@@ -555,22 +554,14 @@ s_timers(agent_t *a)
 static int
 s_load_data(agent_t *a)
 {
+    fl_part_spec_t spec;
     int rc = fl_dataset_open(a->o.data, true, &a->train);
     if (rc != 0)
         return rc;
-    if (a->o.partition) {
-        fl_part_spec_t spec;
-        uint32_t *idx = NULL;
-        size_t count = 0;
-        if ((rc = fl_part_parse(a->o.partition, &spec)) != 0 ||
-            (rc = fl_partition(a->train->y, a->train->n, a->train->num_classes, &spec,
-                               a->o.parts, a->o.index, a->o.seed, &idx, &count)) != 0)
-            return rc;
-        fl_dataset_t *sub = fl_dataset_subset(a->train, idx, count);
-        free(idx);
-        fl_dataset_destroy(&a->train);
-        a->train = sub;
-    }
+    if (a->o.partition && ((rc = fl_part_parse(a->o.partition, &spec)) != 0 ||
+                           (rc = fl_partition_dataset(&a->train, &spec, a->o.parts, a->o.index,
+                                             a->o.seed)) != 0))
+        return rc;
     const char *test = a->o.test_data;
     if (!test && strcmp(a->o.data, "fashion-mnist") == 0)
         test = a->o.data;
@@ -579,15 +570,8 @@ s_load_data(agent_t *a)
     if (a->test && a->o.partition) {
         /* each agent holds a slice of the held-out data too (iid) */
         fl_part_spec_t iid = {.scheme = FL_PART_IID};
-        uint32_t *idx = NULL;
-        size_t count = 0;
-        if ((rc = fl_partition(a->test->y, a->test->n, a->test->num_classes, &iid, a->o.parts,
-                               a->o.index, a->o.seed, &idx, &count)) != 0)
+        if ((rc = fl_partition_dataset(&a->test, &iid, a->o.parts, a->o.index, a->o.seed)) != 0)
             return rc;
-        fl_dataset_t *sub = fl_dataset_subset(a->test, idx, count);
-        free(idx);
-        fl_dataset_destroy(&a->test);
-        a->test = sub;
     }
     return 0;
 }

@@ -214,17 +214,8 @@ s_load_train(const local_opts_t *o, fl_dataset_t **out)
         return rc;
     }
     fl_part_spec_t spec;
-    uint32_t *idx = NULL;
-    size_t count = 0;
-    if ((rc = fl_part_parse(o->partition, &spec)) == 0 &&
-        (rc = fl_partition(ds->y, ds->n, ds->num_classes, &spec, o->parts, o->index,
-                           o->train.seed, &idx, &count)) == 0) {
-        fl_dataset_t *sub = fl_dataset_subset(ds, idx, count);
-        fl_dataset_destroy(&ds);
-        ds = sub;
-    }
-    free(idx);
-    if (rc != 0)
+    if ((rc = fl_part_parse(o->partition, &spec)) != 0 ||
+        (rc = fl_partition_dataset(&ds, &spec, o->parts, o->index, o->train.seed)) != 0)
         fl_dataset_destroy(&ds);
     *out = ds;
     return rc;

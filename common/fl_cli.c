@@ -92,3 +92,39 @@ fl_cli_float(const char *arg, const char *opt, double min, double max, float *ou
         *out = (float)v;
     return rc;
 }
+
+static void
+s_usage(FILE *f, const char *prog, const char *about, const fl_cli_cmd_t *cmds, size_t n)
+{
+    fprintf(f, "usage: %s COMMAND [OPTIONS]\n\n%s\n\nCommands:\n", prog, about);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nRun '%s COMMAND --help' for a command's options.\n"
+               "  -h, --help     show this help\n"
+               "  --version      print the version\n",
+            prog);
+}
+
+int
+fl_cli_dispatch(const char *prog, const char *version, const char *about,
+                const fl_cli_cmd_t *cmds, size_t n, int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr, prog, about, cmds, n);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        s_usage(stdout, prog, about, cmds, n);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("%s %s\n", prog, version);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s' (try --help)\n", prog, argv[1]);
+    return 2;
+}

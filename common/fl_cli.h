@@ -35,4 +35,20 @@ int fl_cli_double(const char *arg, const char *opt, double min, double max, doub
 int fl_cli_float(const char *arg, const char *opt, double min, double max, float *out)
     FL_MUST_CHECK;
 
+/* A program's subcommand: name, entry point (argc, argv with argv[0] the
+ * command name; returns the exit code) and a one-line description. */
+typedef struct fl_cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} fl_cli_cmd_t;
+
+/*
+ * The whole main() of a program made of subcommands: --help / help, --version,
+ * dispatch to the named command, and the usage ("usage: PROG COMMAND ...",
+ * `about`, the command table) on no or an unknown command (exit 2).
+ */
+int fl_cli_dispatch(const char *prog, const char *version, const char *about,
+                    const fl_cli_cmd_t *cmds, size_t n, int argc, char **argv);
+
 #endif

@@ -311,3 +311,20 @@ fl_partition(const int32_t *labels, size_t n, size_t num_classes, const fl_part_
         return fl_fail(FL_EINVAL, "partition: unknown scheme %d", (int)spec->scheme);
     }
 }
+
+int
+fl_partition_dataset(fl_dataset_t **ds_p, const fl_part_spec_t *spec, size_t parts, size_t index,
+                     uint64_t seed)
+{
+    uint32_t *idx = NULL;
+    size_t count = 0;
+    fl_dataset_t *ds = *ds_p;
+    int rc = fl_partition(ds->y, ds->n, ds->num_classes, spec, parts, index, seed, &idx, &count);
+    if (rc != 0)
+        return rc;
+    fl_dataset_t *sub = fl_dataset_subset(ds, idx, count);
+    free(idx);
+    fl_dataset_destroy(ds_p);
+    *ds_p = sub;
+    return 0;
+}

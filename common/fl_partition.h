@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fl_data.h"
 #include "fl_util.h"
 
 typedef enum { FL_PART_IID = 0, FL_PART_DIRICHLET = 1, FL_PART_SHARDS = 2 } fl_part_scheme_t;
@@ -66,5 +67,12 @@ const char *fl_part_describe(const fl_part_spec_t *spec, char *buf, size_t size)
 int fl_partition(const int32_t *labels, size_t n, size_t num_classes, const fl_part_spec_t *spec,
                  size_t parts, size_t index, uint64_t seed, uint32_t **idx_p,
                  size_t *count_p) FL_MUST_CHECK;
+
+/*
+ * Replace *ds_p by its part `index` of `parts` (a new dataset holding those
+ * rows; the old one is destroyed). On failure *ds_p is unchanged.
+ */
+int fl_partition_dataset(fl_dataset_t **ds_p, const fl_part_spec_t *spec, size_t parts,
+                         size_t index, uint64_t seed) FL_MUST_CHECK;
 
 #endif

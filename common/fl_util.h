@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The release of the programs and of the wire protocol implementation. */
+#define COVEY_VERSION "0.1.0"
+
 #define FL_MUST_CHECK __attribute__((warn_unused_result))
 #define FL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 

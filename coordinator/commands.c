@@ -338,6 +338,21 @@ s_print_json(json_t *j)
     fputc('\n', stdout);
 }
 
+/* Print a listing as JSON or through `render`, and release it; a NULL listing
+ * is a database failure. Returns the exit code. */
+static int
+s_emit(json_t *list, bool json, void (*render)(const json_t *, FILE *))
+{
+    if (!list)
+        return fl_cli_fail(FL_EDB);
+    if (json)
+        s_print_json(list);
+    else
+        render(list, stdout);
+    json_decref(list);
+    return 0;
+}
+
 int
 coord_cmd_status(int argc, char **argv)
 {
@@ -460,14 +475,7 @@ s_agents(const common_opts_t *op, const char *sub, char **args, int nargs)
         if (!list)
             list = status_agents(store, NULL);
         fl_store_destroy(&store);
-        if (!list)
-            return fl_cli_fail(FL_EDB);
-        if (o.json)
-            s_print_json(list);
-        else
-            status_render_agents(list, stdout);
-        json_decref(list);
-        return 0;
+        return s_emit(list, o.json, status_render_agents);
     }
     if (strcmp(sub, "add") == 0 || strcmp(sub, "revoke") == 0) {
         bool add = strcmp(sub, "add") == 0;
@@ -525,14 +533,7 @@ coord_cmd_rounds(int argc, char **argv)
         return fl_cli_fail(rc);
     json_t *list = status_rounds(store, 0);
     fl_store_destroy(&store);
-    if (!list)
-        return fl_cli_fail(FL_EDB);
-    if (o.json)
-        s_print_json(list);
-    else
-        status_render_rounds(list, stdout);
-    json_decref(list);
-    return 0;
+    return s_emit(list, o.json, status_render_rounds);
 }
 
 int
