@@ -71,6 +71,10 @@ typedef enum {
     F_SPEC,
     F_OPTIMIZER,
     F_REASON,
+    F_SECRET,
+    F_NAME,
+    F_ENDPOINT,
+    F_PUBKEY,
     F_COUNT
 } s_field_t;
 
@@ -114,6 +118,10 @@ static const s_fieldinfo_t s_fields[F_COUNT] = {
     [F_SPEC] = S_S(spec),
     [F_OPTIMIZER] = S_S(optimizer),
     [F_REASON] = S_S(reason),
+    [F_SECRET] = {"secret", S_BIN, offsetof(fl_msg_t, secret), 32, offsetof(fl_msg_t, has_secret)},
+    [F_NAME] = S_S(name),
+    [F_ENDPOINT] = S_S(endpoint),
+    [F_PUBKEY] = S_S(pubkey),
 };
 
 /* Presence: required, or optional; R_NIL = nil is accepted and means absent. */
@@ -205,6 +213,9 @@ static const s_rule_t s_ack[] = {RU(F_ROUND), RU(F_ATTEMPT)};
 static const s_rule_t s_reject[] = {RU(F_ROUND), RU(F_ATTEMPT), RS(F_REASON)};
 static const s_rule_t s_error[] = {RS(F_REASON)};
 static const s_rule_t s_abort[] = {RU(F_ROUND), RU(F_ATTEMPT), RS(F_REASON)};
+static const s_rule_t s_enroll[] = {RB(F_SECRET), RS(F_VERSION)};
+static const s_rule_t s_enrolled[] = {RS(F_FEDERATION), RS(F_NAME), RS(F_ENDPOINT)};
+static const s_rule_t s_rotate[] = {RS(F_PUBKEY)};
 
 typedef struct {
     const char *name;
@@ -234,6 +245,10 @@ static const s_typeinfo_t s_types[FL_MSG_LAST + 1] = {
     [FL_MSG_REJECT] = S_T("reject", s_reject, false, false),
     [FL_MSG_ERROR] = S_T("error", s_error, false, false),
     [FL_MSG_ABORT] = S_T("abort", s_abort, false, false),
+    [FL_MSG_ENROLL] = S_T("enroll", s_enroll, true, false),
+    [FL_MSG_ENROLLED] = S_T("enrolled", s_enrolled, false, false),
+    [FL_MSG_ROTATE] = S_T("rotate", s_rotate, true, false),
+    [FL_MSG_ROTATED] = S_T("rotated", s_rotate, false, false),
 };
 
 static bool

@@ -55,10 +55,15 @@ typedef enum {
     FL_MSG_ACK,
     FL_MSG_REJECT,
     FL_MSG_ERROR,
-    FL_MSG_ABORT
+    FL_MSG_ABORT,
+    /* enrollment endpoint and key rotation (security baseline) */
+    FL_MSG_ENROLL,   /* agent -> coordinator: secret, version */
+    FL_MSG_ENROLLED, /* coordinator -> agent: federation, name, endpoint */
+    FL_MSG_ROTATE,   /* agent -> coordinator: pubkey (its new CURVE public key) */
+    FL_MSG_ROTATED   /* coordinator -> agent: pubkey (now registered) */
 } fl_msg_type_t;
 
-#define FL_MSG_LAST FL_MSG_ABORT /* highest valid type */
+#define FL_MSG_LAST FL_MSG_ROTATED /* highest valid type */
 
 /*
  * One message of any type. Only the fields of its type are meaningful (see the
@@ -76,7 +81,10 @@ typedef struct fl_msg {
     uint8_t digest[32]; /* "digest" or "model" (hello) */
     bool has_sig;
     uint8_t sig[64];
+    bool has_secret;
+    uint8_t secret[32]; /* enroll: the join token's secret */
     char version[32], federation[64], spec[128], optimizer[16], reason[256];
+    char name[64], endpoint[256], pubkey[41];
 } fl_msg_t;
 
 /* The wire name of a type ("hello", "train", ...); "none" for FL_MSG_NONE and

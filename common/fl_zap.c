@@ -139,7 +139,7 @@ s_handle_request(fl_zap_t *z)
     if (too_many || nf < 6 || !s_frame_is(&f[0], "1.0") || !s_frame_str(&f[2], domain, sizeof domain) ||
         !s_frame_str(&f[5], mech, sizeof mech)) {
         atomic_fetch_add_explicit(&z->refused, 1, memory_order_relaxed);
-        fl_error("ZAP refused a malformed request", "frames=%d", nf);
+        fl_error("ZAP refused a malformed request", "frames=%s%d", too_many ? ">" : "", nf);
         s_reply(z, reqid, "500", "malformed ZAP request", "");
         goto out;
     }

@@ -113,6 +113,20 @@ s_full(fl_msg_t *m, fl_msg_type_t type)
         m->round = 42, m->attempt = 1;
         snprintf(m->reason, sizeof m->reason, "operator cancelled the round");
         break;
+    case FL_MSG_ENROLL:
+        m->has_secret = true;
+        memset(m->secret, 0x5a, sizeof m->secret);
+        snprintf(m->version, sizeof m->version, "0.1.0");
+        break;
+    case FL_MSG_ENROLLED:
+        snprintf(m->federation, sizeof m->federation, "demo");
+        snprintf(m->name, sizeof m->name, "edge-07");
+        snprintf(m->endpoint, sizeof m->endpoint, "tcp://10.0.0.5:7700");
+        break;
+    case FL_MSG_ROTATE:
+    case FL_MSG_ROTATED:
+        snprintf(m->pubkey, sizeof m->pubkey, "rq:rM>}U?@Lns47E1%%kR.o@n%%FcmmsL/@{H8]yf7");
+        break;
     default: break;
     }
     /* the digest and signature bytes only where the type carries them */
@@ -120,6 +134,8 @@ s_full(fl_msg_t *m, fl_msg_type_t type)
         memset(m->digest, 0, sizeof m->digest);
     if (!m->has_sig)
         memset(m->sig, 0, sizeof m->sig);
+    if (!m->has_secret)
+        memset(m->secret, 0, sizeof m->secret);
 }
 
 static size_t
@@ -262,11 +278,14 @@ test_type_names_and_directions(void **state)
     (void)state;
     static const char *names[] = {"none", "hello", "ping", "get", "ready", "upd", "evald",
                                   "fail", "welcome", "train", "eval", "chunk", "pull", "ack",
-                                  "reject", "error", "abort"};
+                                  "reject", "error", "abort", "enroll", "enrolled", "rotate",
+                                  "rotated"};
     assert_int_equal(sizeof names / sizeof names[0], FL_MSG_LAST + 1);
     for (int t = 0; t <= FL_MSG_LAST; t++) {
         assert_string_equal(fl_msg_type_name((fl_msg_type_t)t), names[t]);
-        assert_int_equal(fl_msg_from_agent((fl_msg_type_t)t), t >= FL_MSG_HELLO && t <= FL_MSG_FAIL);
+        assert_int_equal(fl_msg_from_agent((fl_msg_type_t)t),
+                         (t >= FL_MSG_HELLO && t <= FL_MSG_FAIL) || t == FL_MSG_ENROLL ||
+                             t == FL_MSG_ROTATE);
         assert_int_equal(fl_msg_has_data((fl_msg_type_t)t), t == FL_MSG_CHUNK || t == FL_MSG_UPD);
     }
     assert_string_equal(fl_msg_type_name((fl_msg_type_t)99), "unknown");
