@@ -245,7 +245,7 @@ fl_sagraph_choose(uint32_t n, double gamma, double delta, fl_sagraph_threat_t mo
     if (n < 2)
         return fl_fail(FL_EINVAL, "secagg graph: %u client(s); secure aggregation needs >= 2", n);
     fl_sagraph_params_t p = {.n = n, .k = n - 1, .t = fl_sagraph_full_threshold(n), .full = true};
-    uint32_t k, t;
+    uint32_t k = 0, t = 0;
     if (n > full_max && fl_sagraph_find(n, gamma, delta, model, &k, &t) == 0) {
         p.k = k;
         p.t = t;

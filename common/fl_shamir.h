@@ -51,7 +51,10 @@
  * Source of polynomial coefficients for fl_shamir_split_with(): return
  * a_{limb, degree} for limb 0..8 (most significant first) and degree
  * 1..t-1. The value must be < FL_SHAMIR_P. For tests (reproducible shares);
- * production code calls fl_shamir_split().
+ * production code calls fl_shamir_split(). SECAGG.md's test coefficients
+ * "a_{j,d} = 1000 j + d" mean exactly this indexing (j = limb, 0 = most
+ * significant; d = degree >= 1; the constant term is the limb itself): that
+ * reading reproduces its share vector (test_shamir.c).
  */
 typedef uint32_t (*fl_shamir_coef_fn)(void *ctx, unsigned limb, unsigned degree);
 
