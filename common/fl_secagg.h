@@ -77,7 +77,8 @@ fl_sa_keypair_t *fl_sa_keypair_new(void);
  * client's s key from its reconstructed secret): the public key is
  * recomputed, so the caller can compare it with the advertised one. Returns
  * 0 and *kp_p (caller owns it), or FL_ENOMEM / FL_ECRYPTO. */
-int fl_sa_keypair_from_secret(const uint8_t sk[FL_SA_KEY_LEN], fl_sa_keypair_t **kp_p) FL_MUST_CHECK;
+int fl_sa_keypair_from_secret(const uint8_t sk[FL_SA_KEY_LEN],
+                              fl_sa_keypair_t **kp_p) FL_MUST_CHECK;
 
 /* Wipe, free and NULL *self_p. Accepts NULL and *self_p == NULL. */
 void fl_sa_keypair_destroy(fl_sa_keypair_t **self_p);

@@ -661,10 +661,10 @@ s_run_round(const s_round_t *r)
         c->y = malloc(words * sizeof *c->y);
         for (size_t i = 0; i < r->m; i++)
             c->x[i] = (float)(fl_rng_normal(&rng) * r->clip * 0.6);
+        double weight = 1 + (double)fl_rng_below(&rng, 900); /* some above W = 500 */
         if (r->weighted)
-            assert_int_equal(fl_sa_quantize_weighted(c->x, r->m, 1 + (double)fl_rng_below(&rng, 900),
-                                                     500, r->clip, r->levels, fl_sa_rand_fl_rng,
-                                                     &rng, c->q),
+            assert_int_equal(fl_sa_quantize_weighted(c->x, r->m, weight, 500, r->clip, r->levels,
+                                                     fl_sa_rand_fl_rng, &rng, c->q),
                              0);
         else
             assert_int_equal(
@@ -867,7 +867,8 @@ s_run_round(const s_round_t *r)
         double step = 2 * r->clip / r->levels;
         if (r->weighted) {
             double wsum;
-            assert_int_equal(fl_sa_dequantize_weighted(z, r->m, n3, r->clip, r->levels, out, &wsum), 0);
+            assert_int_equal(
+                fl_sa_dequantize_weighted(z, r->m, n3, r->clip, r->levels, out, &wsum), 0);
             for (size_t i = 0; i < r->m; i++) {
                 double num = 0;
                 for (uint32_t u = 0; u < n; u++)
@@ -915,8 +916,8 @@ test_round_full(void **state)
         int slack = (int)(n - t); /* dropouts the round survives */
         s_round_t r = {.n = n, .t = t, .full = true, .bits = 32, .levels = 1u << 16,
                        .clip = 1.0, .m = 37 + i * 11, .seed = 100 + i,
-                       .n_r1 = slack / 3, .n_r2 = (slack + 1) / 3, .n_r4 = slack - slack / 3 - (slack + 1) / 3,
-                       .weighted = (i % 3 == 2)};
+                       .n_r1 = slack / 3, .n_r2 = (slack + 1) / 3,
+                       .n_r4 = slack - slack / 3 - (slack + 1) / 3, .weighted = (i % 3 == 2)};
         if (s_run_round(&r) != 0)
             fail_msg("full graph n=%u t=%u: %s", n, t, fl_errmsg());
     }
