@@ -13,6 +13,7 @@
  */
 #include "agent.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -92,6 +93,7 @@ typedef struct agent {
     bool upd_valid;
 
     bool connected, need_hello;
+    int64_t refused_backoff_ms, reconnect_at_ms; /* after a refused key */
     int64_t last_hello_ms, last_ping_ms;
     uint8_t hdr[FL_HDR_MAX];
 } agent_t;
@@ -105,6 +107,9 @@ s_on_signal(int sig)
     s_stop = 1;
 }
 
+static int s_connect(agent_t *a);
+static void s_disconnect(agent_t *a);
+
 /* ------------------------------------------------------------ messaging */
 
 static int
@@ -117,6 +122,8 @@ s_send(agent_t *a, const fl_msg_t *m, const void *data, size_t len)
                  fl_errmsg());
         return rc;
     }
+    if (!a->sock)
+        return fl_fail(FL_ESTATE, "not connected");
     rc = fl_net_send(a->sock, NULL, 0, a->hdr, hlen, data, len, ZMQ_DONTWAIT);
     if (rc != 0)
         fl_debug("send failed", "type=%s reason=\"%s\"", fl_msg_type_name(m->type), fl_errmsg());
@@ -502,37 +509,47 @@ s_handle_msg(agent_t *a)
 static void
 s_handle_monitor(agent_t *a)
 {
-    zmq_msg_t ev, addr;
-    zmq_msg_init(&ev);
-    zmq_msg_init(&addr);
-    if (zmq_msg_recv(&ev, a->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev) &&
-        zmq_msg_recv(&addr, a->mon, 0) >= 0 && zmq_msg_size(&ev) >= 6) {
-        uint16_t event;
-        memcpy(&event, zmq_msg_data(&ev), 2);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-            a->connected = true;
-            a->need_hello = true;
-            s_send_hello(a);
-        } else if (event == ZMQ_EVENT_DISCONNECTED) {
-            if (a->connected)
-                fl_warn("lost the coordinator; reconnecting", "endpoint=%s", a->o.coordinator);
-            a->connected = false;
-        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
-                   event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-                   event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            fl_warn("the coordinator refused the connection (is this agent's key admitted, and "
-                    "is --server-key right?)",
-                    "endpoint=%s public_key=%s", a->o.coordinator, fl_keypair_public(a->kp));
-        }
+    int event = 0, value = 0;
+    if (fl_net_monitor_read(a->mon, &event, &value, ZMQ_DONTWAIT) != 0)
+        return;
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        a->connected = true;
+        a->need_hello = true;
+        a->refused_backoff_ms = 0;
+        s_send_hello(a);
+    } else if (event == ZMQ_EVENT_DISCONNECTED) {
+        if (a->connected)
+            fl_warn("lost the coordinator; reconnecting", "endpoint=%s", a->o.coordinator);
+        a->connected = false;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        /* libzmq never retries a socket whose key was refused: make a new one
+         * later, backing off, in case the operator admits the key meanwhile. */
+        a->refused_backoff_ms = a->refused_backoff_ms ? a->refused_backoff_ms * 2 : 5000;
+        if (a->refused_backoff_ms > 60000)
+            a->refused_backoff_ms = 60000;
+        a->reconnect_at_ms = fl_now_ms() + a->refused_backoff_ms;
+        fl_warn("the coordinator refused this agent's key (is it admitted, or revoked?); "
+                "retrying",
+                "endpoint=%s public_key=%s status=%d retry_in_s=%lld", a->o.coordinator,
+                fl_keypair_public(a->kp), value, (long long)(a->refused_backoff_ms / 1000));
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+               event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        fl_warn("handshake with the coordinator failed (is --server-key the coordinator's "
+                "public key?)",
+                "endpoint=%s", a->o.coordinator);
     }
-    zmq_msg_close(&ev);
-    zmq_msg_close(&addr);
 }
 
 static void
 s_timers(agent_t *a)
 {
     int64_t now = fl_now_ms();
+    if (a->reconnect_at_ms && now >= a->reconnect_at_ms) {
+        a->reconnect_at_ms = 0;
+        s_disconnect(a);
+        if (s_connect(a) != 0)
+            fl_error("cannot reconnect", "reason=\"%s\"", fl_errmsg());
+    }
     if (a->connected && a->need_hello && now - a->last_hello_ms >= HELLO_RETRY_MS)
         s_send_hello(a);
     if (a->connected && now - a->last_ping_ms >= PING_MS) {
@@ -576,10 +593,35 @@ s_load_data(agent_t *a)
     return 0;
 }
 
+static void
+s_disconnect(agent_t *a)
+{
+    if (a->mon)
+        zmq_close(a->mon);
+    if (a->sock)
+        zmq_close(a->sock);
+    a->mon = a->sock = NULL;
+    a->connected = false;
+}
+
+/* A fresh DEALER to the coordinator and its monitor. */
+static int
+s_connect(agent_t *a)
+{
+    fl_net_opts_t no;
+    int rc;
+    fl_net_opts_default(&no);
+    if ((rc = fl_net_client(a->ctx, a->o.coordinator, a->server_pub, a->kp, &no, &a->sock)) != 0 ||
+        (rc = fl_net_monitor(a->ctx, a->sock, &a->mon)) != 0) {
+        s_disconnect(a);
+        return rc;
+    }
+    return 0;
+}
+
 static int
 s_setup(agent_t *a)
 {
-    fl_net_opts_t no;
     int rc;
     if ((rc = fl_keypair_load(a->o.key, &a->kp)) != 0 ||
         (rc = fl_key_load_public(a->o.server_key, a->server_pub)) != 0 || (rc = s_load_data(a)) != 0)
@@ -591,18 +633,7 @@ s_setup(agent_t *a)
         return fl_fail(FL_EIO, "cannot start the worker thread");
     a->worker_started = true;
 
-    fl_net_opts_default(&no);
-    if ((rc = fl_net_client(a->ctx, a->o.coordinator, a->server_pub, a->kp, &no, &a->sock)) != 0)
-        return rc;
-    if (zmq_socket_monitor(a->sock, "inproc://covey-agent-monitor",
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
-        return fl_fail(FL_EIO, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
-    a->mon = zmq_socket(a->ctx, ZMQ_PAIR);
-    zmq_connect(a->mon, "inproc://covey-agent-monitor");
-    return 0;
+    return s_connect(a);
 }
 
 static void
@@ -617,12 +648,7 @@ s_teardown(agent_t *a)
         zmq_send(a->pipe, "q", 1, 0);
         pthread_join(a->worker, NULL);
     }
-    if (a->sock) {
-        zmq_socket_monitor(a->sock, NULL, 0);
-        zmq_close(a->sock);
-    }
-    if (a->mon)
-        zmq_close(a->mon);
+    s_disconnect(a);
     if (a->pipe)
         zmq_close(a->pipe);
     if (a->ctx)
@@ -745,22 +771,30 @@ agent_cmd_run(int argc, char **argv)
             a->o.coordinator, fl_keypair_public(a->kp), a->train->n, a->test ? a->test->n : 0,
             (long)getpid());
     while (!s_stop) {
-        zmq_pollitem_t items[3] = {{a->sock, 0, ZMQ_POLLIN, 0},
-                                   {a->mon, 0, ZMQ_POLLIN, 0},
-                                   {a->pipe, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 3, 200);
-        if (n < 0)
+        /* the pipe first: the sockets are absent while a reconnect is pending */
+        zmq_pollitem_t items[3] = {{a->pipe, 0, ZMQ_POLLIN, 0},
+                                   {a->sock, 0, ZMQ_POLLIN, 0},
+                                   {a->mon, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, a->sock ? 3 : 1, 200);
+        if (n < 0) {
+            if (zmq_errno() != EINTR) {
+                fl_error("poll failed", "reason=\"%s\"", zmq_strerror(zmq_errno()));
+                break;
+            }
             continue; /* EINTR: the loop condition sees the signal */
-        for (int i = 0; i < 64 && (items[0].revents & ZMQ_POLLIN); i++) {
+        }
+        if (!a->sock && !a->reconnect_at_ms)
+            a->reconnect_at_ms = fl_now_ms() + 5000;
+        for (int i = 0; i < 64 && a->sock && (items[1].revents & ZMQ_POLLIN); i++) {
             int ev = 0;
             size_t evlen = sizeof ev;
             s_handle_msg(a);
             if (zmq_getsockopt(a->sock, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
                 break;
         }
-        if (items[1].revents & ZMQ_POLLIN)
+        if (a->mon && (items[2].revents & ZMQ_POLLIN))
             s_handle_monitor(a);
-        if (items[2].revents & ZMQ_POLLIN) {
+        if (items[0].revents & ZMQ_POLLIN) {
             char d;
             if (zmq_recv(a->pipe, &d, 1, ZMQ_DONTWAIT) == 1)
                 s_on_job_done(a);
