@@ -224,9 +224,10 @@ struct fl_dp_accountant {
 };
 
 static const uint32_t s_default_orders[] = {
-    2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,  17,  18,  19,  20,   21,   22, 23,
-    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,  39,  40,  41,  42,   43,   44, 45,
-    46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60,  61,  62,  63,  128,  256,  512, 1024,
+    2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18,  19,  20,  21,   22, 23,
+    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,  41,  42,  43,   44, 45,
+    46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62,  63,  128, 256,  512,
+    1024,
 };
 #define S_NDEFAULT (sizeof s_default_orders / sizeof s_default_orders[0])
 
@@ -389,7 +390,7 @@ fl_dp_would_exceed(const fl_dp_accountant_t *self, double q, double z, uint64_t 
         goto out;
     for (size_t i = 0; i < self->n; i++)
         r[i] += self->rdp[i];
-    double e;
+    double e = INFINITY;
     if ((rc = fl_dp_epsilon(self->orders, r, self->n, delta, &e, NULL)) < 0)
         goto out;
     *exceed = e > eps_budget;

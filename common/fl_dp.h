@@ -14,6 +14,10 @@
  *      divides by the EXPECTED count q N, never by the realised count (the
  *      realised count depends on who was sampled, so dividing by it would leak
  *      membership and break the analysis);
+ *      With adaptive clipping the noise on the value sum uses z_delta =
+ *      fl_dp_adaclip_value_z(z, sigma_b) and the current clip C, the bit sum
+ *      gets N(0, sigma_b^2) in fl_dp_adaclip_update(), and the pair together
+ *      is the Gaussian mechanism with multiplier z: the accountant records z;
  *   4. fl_dp_accountant_add(acc, q, z, 1) records the round; the epsilon at
  *      the configured delta is fl_dp_accountant_epsilon(), and
  *      fl_dp_would_exceed() says before a round starts whether running it

@@ -26,7 +26,7 @@
     do {                                                                                           \
         double g_ = (got), w_ = (want);                                                            \
         if (!(fabs(g_ - w_) <= (rel) * fabs(w_))) {                                                \
-            print_error("%s = %.17g, expected %.17g (rel %g)\n", #got, g_, w_, (double)(rel));      \
+            print_error("%s = %.17g, expected %.17g (rel %g)\n", #got, g_, w_, (double)(rel));     \
             fail();                                                                                \
         }                                                                                          \
     } while (0)
