@@ -28,6 +28,7 @@
 #include "fl_blas.h"
 #include "fl_cli.h"
 #include "fl_data.h"
+#include "fl_dp.h"
 #include "fl_keys.h"
 #include "fl_log.h"
 #include "fl_model.h"
@@ -226,6 +227,10 @@ s_run_job(agent_t *a)
             size_t n = fl_params_numel(a->global_ref);
             for (size_t i = 0; i < n; i++)
                 a->upd[i] = w[i] - g[i];
+            /* differential privacy: bound this agent's influence on the sum */
+            double norm = 0;
+            if (t->clip > 0 && (rc = fl_dp_clip(a->upd, n, t->clip, &norm)) == 0 && norm > t->clip)
+                fl_debug("update clipped", "norm=%.4f clip=%.4f", norm, t->clip);
             j->n_samples = a->train->n;
             j->loss = st.loss;
             j->acc = st.accuracy;

@@ -75,6 +75,7 @@ typedef enum {
     F_NAME,
     F_ENDPOINT,
     F_PUBKEY,
+    F_CLIP,
     F_COUNT
 } s_field_t;
 
@@ -122,6 +123,7 @@ static const s_fieldinfo_t s_fields[F_COUNT] = {
     [F_NAME] = S_S(name),
     [F_ENDPOINT] = S_S(endpoint),
     [F_PUBKEY] = S_S(pubkey),
+    [F_CLIP] = S_F(clip),
 };
 
 /* Presence: required, or optional; R_NIL = nil is accepted and means absent. */
@@ -183,6 +185,7 @@ static const s_rule_t s_train[] = {
     RF(F_MOMENTUM, FR_UNIT_OPEN),
     RF(F_WEIGHT_DECAY, FR_NONNEG),
     RF(F_MU, FR_NONNEG),
+    RF(F_CLIP, FR_NONNEG),
     RU(F_SEED),
     RUR(F_DEADLINE_MS, 1, FL_DEADLINE_MAX_MS, 1),
     RB_OPT(F_SIG),

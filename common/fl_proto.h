@@ -77,6 +77,7 @@ typedef struct fl_msg {
     uint64_t round, attempt, offset, length, total, nbytes, n_samples, n_train, n_test, epochs,
         batch, seed, deadline_ms;
     double loss, acc, lr, momentum, weight_decay, mu;
+    double clip; /* train: L2 bound the agent clips its update to (differential privacy); 0 = none */
     bool has_digest;
     uint8_t digest[32]; /* "digest" or "model" (hello) */
     bool has_sig;

@@ -11,6 +11,7 @@
 #include "fl_log.h"
 #include "fl_model.h"
 #include "fl_optim.h"
+#include "fl_robust.h"
 #include "fl_serveropt.h"
 
 typedef enum { T_STR, T_U64, T_F64 } ctype_t;
@@ -70,6 +71,17 @@ static const setting_t s_settings[] = {
     F("server", "beta1", server_beta1, 0, 0.999999, "0.9", "fedadam/fedyogi beta1"),
     F("server", "beta2", server_beta2, 0, 0.999999, "0.99", "fedadam/fedyogi beta2"),
     F("server", "tau", server_tau, 1e-12, 1, "0.001", "adaptivity (epsilon) of the adaptive optimizers"),
+    S("server", "aggregation", aggregation, "fedavg",
+      "fedavg, or a robust rule: median, trimmed_mean:BETA, krum:F, multikrum:F:M, "
+      "norm_bound:M"),
+    S("privacy", "dp", dp, "off",
+      "differential privacy: off, or central (agents clip, the coordinator adds Gaussian noise)"),
+    F("privacy", "clip_norm", clip_norm, 1e-9, 1e9, "1.0", "L2 bound S of each agent's update"),
+    F("privacy", "noise_multiplier", noise_multiplier, 0, 1e6, "1.0",
+      "z: the noise on the sum has standard deviation z*S"),
+    F("privacy", "delta", dp_delta, 1e-15, 0.1, "1e-5", "delta of the reported (epsilon, delta)"),
+    F("privacy", "epsilon_budget", epsilon_budget, 0, 1e9, "0",
+      "refuse to start a round that would take epsilon past this (0 = no budget)"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])
@@ -138,6 +150,16 @@ s_validate(const coord_config_t *cfg)
         return fl_fail(FL_EINVAL, "server.optimizer: %s", fl_errmsg());
     if (fl_log_parse_level(cfg->log_level, &lv) != 0)
         return fl_fail(FL_EINVAL, "log.level: %s", fl_errmsg());
+    fl_robust_config_t rc;
+    if (fl_robust_parse(cfg->aggregation, &rc) != 0)
+        return fl_fail(FL_EINVAL, "server.aggregation: %s", fl_errmsg());
+    if (strcmp(cfg->dp, "off") != 0 && strcmp(cfg->dp, "central") != 0)
+        return fl_fail(FL_EINVAL, "privacy.dp: '%s' is not off or central", cfg->dp);
+    if (strcmp(cfg->dp, "central") == 0 && rc.rule != FL_ROBUST_NONE)
+        return fl_fail(FL_EINVAL,
+                       "privacy.dp = central needs server.aggregation = fedavg: robust rules "
+                       "(%s) break the Gaussian mechanism's sensitivity analysis",
+                       cfg->aggregation);
     if (strncmp(cfg->endpoint, "tcp://", 6) != 0)
         return fl_fail(FL_EINVAL, "federation.endpoint: '%s' must start with tcp://",
                        cfg->endpoint);

@@ -40,6 +40,10 @@ typedef struct coord_config {
     /* [server] */
     char server_optimizer[16];
     double server_lr, server_momentum, server_beta1, server_beta2, server_tau;
+    char aggregation[64];      /* fedavg or a robust rule (fl_robust_parse) */
+    /* [privacy] */
+    char dp[16];               /* off | central */
+    double clip_norm, noise_multiplier, dp_delta, epsilon_budget;
     /* [log] */
     char log_level[16];
 } coord_config_t;

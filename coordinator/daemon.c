@@ -34,11 +34,13 @@
 
 #include "config.h"
 #include "fl_aggr.h"
+#include "fl_dp.h"
 #include "fl_keys.h"
 #include "fl_log.h"
 #include "fl_model.h"
 #include "fl_net.h"
 #include "fl_proto.h"
+#include "fl_robust.h"
 #include "fl_rng.h"
 #include "fl_serveropt.h"
 #include "fl_store.h"
@@ -105,7 +107,12 @@ typedef struct coord {
     int64_t rounds_done;
 
     fl_aggr_t *aggr;
+    fl_robust_t *robust;       /* when server.aggregation is a robust rule */
     fl_sopt_t *sopt;
+    bool dp;                   /* privacy.dp = central */
+    fl_dp_accountant_t *acct;  /* privacy spent so far (persisted in meta) */
+    double round_q;            /* sampling rate of the round in progress */
+    char stop_reason[160];     /* why the federation stopped early ("" = it did not) */
     float *chunk;   /* one aligned chunk of the update in flight */
     crypto_generichash_state hash; /* digest of the update in flight */
 
@@ -174,6 +181,24 @@ s_count_online(const coord_t *c)
     size_t n = 0;
     for (size_t i = 0; i < c->n_sess; i++)
         n += s_online(c, &c->sess[i]);
+    return n;
+}
+
+static int
+s_count_active_cb(const fl_agent_row_t *row, void *arg)
+{
+    if (strcmp(row->status, "active") == 0)
+        (*(size_t *)arg)++;
+    return 0;
+}
+
+/* Enrolled, non-revoked agents (the population N that sampling draws from). */
+static size_t
+s_count_active(coord_t *c)
+{
+    size_t n = 0;
+    if (fl_store_agent_list(c->store, s_count_active_cb, &n) != 0)
+        return c->n_sess;
     return n;
 }
 
@@ -318,6 +343,7 @@ s_fill_task(const coord_t *c, fl_msg_t *m, fl_msg_type_t type, uint64_t timeout_
         m->momentum = c->cfg.momentum;
         m->weight_decay = c->cfg.weight_decay;
         m->mu = c->cfg.prox_mu;
+        m->clip = c->dp ? c->cfg.clip_norm : 0.0;
         m->seed = c->cfg.seed * 1000003u + (uint64_t)c->round;
     }
 }
@@ -381,8 +407,34 @@ s_maybe_start_round(coord_t *c)
     fl_round_row_t row;
     fl_msg_t m;
 
+    if (c->dp) {
+        /* q: the chance that a given enrolled agent takes part in this round */
+        size_t enrolled = s_count_active(c);
+        c->round_q = enrolled > 0 ? (double)k / (double)enrolled : 1.0;
+        if (c->round_q > 1.0)
+            c->round_q = 1.0;
+        bool exceed = false;
+        double after = 0;
+        if (c->cfg.epsilon_budget > 0 &&
+            fl_dp_would_exceed(c->acct, c->round_q, c->cfg.noise_multiplier, 1, c->cfg.dp_delta,
+                               c->cfg.epsilon_budget, &exceed, &after) == 0 &&
+            exceed) {
+            snprintf(c->stop_reason, sizeof c->stop_reason,
+                     "privacy budget: round %lld would take epsilon to %.4f > budget %.4f",
+                     (long long)c->round, after, c->cfg.epsilon_budget);
+            fl_error("refusing to start a round that would exceed the privacy budget",
+                     "round=%lld epsilon_after=%.4f budget=%.4f delta=%g", (long long)c->round,
+                     after, c->cfg.epsilon_budget, c->cfg.dp_delta);
+            c->phase = PH_COMPLETE;
+            free(chosen);
+            return;
+        }
+    }
+
     s_reset_roles(c);
     fl_aggr_reset(c->aggr);
+    if (c->robust)
+        fl_robust_reset(c->robust);
     c->phase = PH_TRAIN;
     c->expected = (int64_t)k;
     c->received = c->rejected = c->dropped = 0;
@@ -463,8 +515,21 @@ s_finish_attempt(coord_t *c)
 
     /* AGGREGATE: the mean delta (into the aggregator's free buffer), then the server optimizer. */
     float *mean = fl_aggr_scratch(c->aggr);
-    if (!mean || fl_aggr_mean(c->aggr, mean) != 0) {
+    size_t numel = fl_params_numel(c->global);
+    int arc;
+    if (c->robust)
+        arc = fl_robust_result(c->robust, mean, NULL, NULL);
+    else if (c->dp) /* the noisy sum over the EXPECTED count (SECAGG.md 2.1) */
+        arc = fl_dp_noisy_mean(fl_aggr_sum(c->aggr), numel, c->cfg.noise_multiplier,
+                               c->cfg.clip_norm, (double)c->expected, NULL, mean);
+    else
+        arc = fl_aggr_mean(c->aggr, mean);
+    if (!mean || arc != 0) {
         fl_error("aggregation failed", "reason=\"%s\"", fl_errmsg());
+        return -1;
+    }
+    if (c->robust && fl_robust_count(c->robust) == 0) {
+        fl_error("aggregation failed", "reason=\"no update held\"");
         return -1;
     }
     fl_sopt_apply(c->sopt, fl_params_data(c->global), mean, fl_params_numel(c->global));
@@ -493,6 +558,18 @@ s_finish_attempt(coord_t *c)
         rc = fl_store_metric_put(c->store, c->round, "train_accuracy", row.train_acc);
     if (rc == 0)
         rc = fl_store_metric_put(c->store, c->round, "updates", (double)c->received);
+    if (rc == 0 && c->dp) {
+        double eps = 0;
+        char *text = NULL;
+        rc = fl_dp_accountant_add(c->acct, c->round_q, c->cfg.noise_multiplier, 1);
+        if (rc == 0 && (rc = fl_dp_accountant_epsilon(c->acct, c->cfg.dp_delta, &eps, NULL)) == 0 &&
+            (text = fl_dp_accountant_save(c->acct)) != NULL) {
+            rc = fl_store_meta_set(c->store, "dp_accountant", text);
+            if (rc == 0)
+                rc = fl_store_metric_put(c->store, c->round, "epsilon", eps);
+        }
+        free(text);
+    }
     if (rc == 0)
         rc = fl_store_commit(c->store);
     free(state);
@@ -619,12 +696,42 @@ s_pull_more(coord_t *c)
 
 static void s_update_refused(coord_t *c, sess_t *s, const char *reason);
 
+/* The aggregation rule in use: the streaming FedAvg sum, or a robust
+ * collector. Same contract as fl_aggr_begin/chunk/commit/abort. */
+static int
+s_agg_begin(coord_t *c, double weight)
+{
+    return c->robust ? fl_robust_begin(c->robust, weight) : fl_aggr_begin(c->aggr, weight);
+}
+
+static int
+s_agg_chunk(coord_t *c, size_t offset, const float *data, size_t n)
+{
+    return c->robust ? fl_robust_chunk(c->robust, offset, data, n)
+                     : fl_aggr_chunk(c->aggr, offset, data, n);
+}
+
+static int
+s_agg_commit(coord_t *c)
+{
+    return c->robust ? fl_robust_commit(c->robust) : fl_aggr_commit(c->aggr);
+}
+
+static void
+s_agg_abort(coord_t *c)
+{
+    if (c->robust)
+        fl_robust_abort(c->robust);
+    else
+        fl_aggr_abort(c->aggr);
+}
+
 /* Stop the transfer under way: the open add is discarded, the sum untouched. */
 static void
 s_pull_cancel(coord_t *c)
 {
     if (c->pulling >= 0)
-        fl_aggr_abort(c->aggr);
+        s_agg_abort(c);
     c->pulling = -1;
 }
 
@@ -642,7 +749,8 @@ s_pull_next_ready(coord_t *c)
     if (best < 0)
         return;
     sess_t *s = &c->sess[best];
-    if (fl_aggr_begin(c->aggr, (double)s->n_samples) != 0) {
+    /* under DP every update weighs the same: its sensitivity is the clip bound */
+    if (s_agg_begin(c, c->dp ? 1.0 : (double)s->n_samples) != 0) {
         char why[200];
         snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
         s_update_refused(c, s, why);
@@ -682,7 +790,7 @@ s_update_complete(coord_t *c, sess_t *s)
         return;
     }
     c->pulling = -1;
-    if (fl_aggr_commit(c->aggr) != 0) {
+    if (s_agg_commit(c) != 0) {
         char why[256];
         snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
         s_update_refused(c, s, why);
@@ -788,7 +896,7 @@ s_on_upd(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t l
     /* copied to an aligned buffer: the frame's bytes need not be float-aligned */
     memcpy(c->chunk, data, len);
     crypto_generichash_update(&c->hash, data, len);
-    if (fl_aggr_chunk(c->aggr, c->pull_got / sizeof(float), c->chunk, len / sizeof(float)) != 0) {
+    if (s_agg_chunk(c, c->pull_got / sizeof(float), c->chunk, len / sizeof(float)) != 0) {
         char why[256];
         snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
         c->pulling = -1; /* the aggregator has already discarded the open add */
@@ -934,6 +1042,7 @@ s_live(coord_t *c, status_live_t *l)
     l->deadline_ms = c->phase == PH_TRAIN || c->phase == PH_EVAL ? c->deadline_wall_ms : 0;
     l->online = (int64_t)s_count_online(c);
     l->invalid_messages = c->invalid;
+    l->stop_reason = c->stop_reason;
     l->is_online = s_is_online_cb;
     l->arg = c;
 }
@@ -1146,6 +1255,21 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
         return rc;
     if (!(c->aggr = fl_aggr_new(numel)))
         return FL_ENOMEM;
+    fl_robust_config_t rcfg;
+    if ((rc = fl_robust_parse(c->cfg.aggregation, &rcfg)) != 0)
+        return rc;
+    if (rcfg.rule != FL_ROBUST_NONE && !(c->robust = fl_robust_new(&rcfg, numel, FL_ROBUST_MAX_N)))
+        return FL_EINVAL;
+    c->dp = strcmp(c->cfg.dp, "central") == 0;
+    char *acct_text = NULL;
+    if (fl_store_meta_dup(c->store, "dp_accountant", &acct_text) == 0) {
+        rc = fl_dp_accountant_load(acct_text, &c->acct);
+        free(acct_text);
+        if (rc != 0)
+            return fl_fail(rc, "the stored privacy accountant is unreadable: %s", fl_errmsg());
+    } else {
+        c->acct = fl_dp_accountant_new(NULL, 0);
+    }
     c->chunk = fl_xmalloc_aligned(FL_CHUNK_MAX);
 
     c->ctx = zmq_ctx_new();
@@ -1187,6 +1311,8 @@ s_teardown(coord_t *c)
     fl_keypair_destroy(&c->kp);
     fl_params_destroy(&c->global);
     fl_aggr_destroy(&c->aggr);
+    fl_robust_destroy(&c->robust);
+    fl_dp_accountant_destroy(&c->acct);
     fl_sopt_destroy(&c->sopt);
     free(c->chunk);
     free(c->sess);
@@ -1203,13 +1329,17 @@ s_reload_config(coord_t *c)
         return;
     }
     if (strcmp(fresh.spec, c->cfg.spec) != 0 || strcmp(fresh.endpoint, c->cfg.endpoint) != 0 ||
-        strcmp(fresh.server_optimizer, c->cfg.server_optimizer) != 0)
-        fl_warn("model.spec, federation.endpoint and server.optimizer take effect at the next "
-                "start", NULL);
+        strcmp(fresh.server_optimizer, c->cfg.server_optimizer) != 0 ||
+        strcmp(fresh.aggregation, c->cfg.aggregation) != 0 || strcmp(fresh.dp, c->cfg.dp) != 0)
+        fl_warn("model.spec, federation.endpoint, server.optimizer, server.aggregation and "
+                "privacy.dp take effect at the next start",
+                NULL);
     snprintf(fresh.spec, sizeof fresh.spec, "%s", c->cfg.spec);
     snprintf(fresh.endpoint, sizeof fresh.endpoint, "%s", c->cfg.endpoint);
     snprintf(fresh.server_optimizer, sizeof fresh.server_optimizer, "%s",
              c->cfg.server_optimizer);
+    snprintf(fresh.aggregation, sizeof fresh.aggregation, "%s", c->cfg.aggregation);
+    snprintf(fresh.dp, sizeof fresh.dp, "%s", c->cfg.dp);
     c->cfg = fresh;
     if (fl_log_parse_level(c->cfg.log_level, &lv) == 0)
         fl_log_set_level(lv);

@@ -4,9 +4,11 @@
 #include "status.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "fl_dp.h"
 #include "fl_model.h"
 #include "state.h"
 
@@ -117,6 +119,37 @@ s_history(fl_store_t *store, int64_t history)
     return out;
 }
 
+/* Differential privacy: the mode, and epsilon spent at the configured delta
+ * (from the accountant the daemon persists with each round). */
+static json_t *
+s_privacy(fl_store_t *store, const coord_config_t *cfg)
+{
+    json_t *p = json_pack("{s:s, s:s}", "dp", cfg->dp, "aggregation", cfg->aggregation);
+    char *text = NULL;
+    fl_dp_accountant_t *acct = NULL;
+    double eps = 0;
+    if (strcmp(cfg->dp, "off") == 0)
+        return p;
+    json_object_set_new(p, "clip_norm", json_real(cfg->clip_norm));
+    json_object_set_new(p, "noise_multiplier", json_real(cfg->noise_multiplier));
+    json_object_set_new(p, "delta", json_real(cfg->dp_delta));
+    if (cfg->epsilon_budget > 0)
+        json_object_set_new(p, "epsilon_budget", json_real(cfg->epsilon_budget));
+    if (fl_store_meta_dup(store, "dp_accountant", &text) == 0 &&
+        fl_dp_accountant_load(text, &acct) == 0 &&
+        fl_dp_accountant_epsilon(acct, cfg->dp_delta, &eps, NULL) == 0) {
+        json_object_set_new(p, "epsilon", json_real(eps));
+        json_object_set_new(p, "rounds_accounted",
+                            json_integer((json_int_t)fl_dp_accountant_steps(acct)));
+    } else {
+        json_object_set_new(p, "epsilon", json_real(0));
+        json_object_set_new(p, "rounds_accounted", json_integer(0));
+    }
+    free(text);
+    fl_dp_accountant_destroy(&acct);
+    return p;
+}
+
 json_t *
 status_build(fl_store_t *store, const coord_config_t *cfg, const status_live_t *live,
              int64_t history)
@@ -193,7 +226,10 @@ status_build(fl_store_t *store, const coord_config_t *cfg, const status_live_t *
     } else {
         json_object_set_new(round, "phase", json_string("stopped"));
     }
+    if (live && live->stop_reason && live->stop_reason[0])
+        json_object_set_new(round, "stop_reason", json_string(live->stop_reason));
     json_object_set_new(st, "round", round);
+    json_object_set_new(st, "privacy", s_privacy(store, cfg));
     json_object_set_new(st, "history", s_history(store, history));
     return st;
 }
@@ -323,6 +359,24 @@ status_render(const json_t *st, FILE *f)
                 (long long)s_int(ck, "round"), s_str(ck, "digest"),
                 (double)s_int(ck, "bytes") / 1e6, buf);
     }
+    const json_t *priv = json_object_get(st, "privacy");
+    if (priv && strcmp(s_str(priv, "dp"), "off") != 0) {
+        fprintf(f, "  privacy       %s DP: epsilon %.3f at delta %g after %lld rounds "
+                   "(clip %g, noise x%g)",
+                s_str(priv, "dp"), json_number_value(json_object_get(priv, "epsilon")),
+                json_number_value(json_object_get(priv, "delta")),
+                (long long)s_int(priv, "rounds_accounted"),
+                json_number_value(json_object_get(priv, "clip_norm")),
+                json_number_value(json_object_get(priv, "noise_multiplier")));
+        if (json_object_get(priv, "epsilon_budget"))
+            fprintf(f, ", budget %.3f", json_number_value(json_object_get(priv, "epsilon_budget")));
+        fputc('\n', f);
+    } else if (priv) {
+        fprintf(f, "  privacy       differential privacy off; aggregation %s\n",
+                s_str(priv, "aggregation"));
+    }
+    if (json_object_get(round, "stop_reason"))
+        fprintf(f, "  stopped       %s\n", s_str(round, "stop_reason"));
     if (running && s_int(coord, "invalid_messages"))
         fprintf(f, "  rejected      %lld invalid messages since start\n",
                 (long long)s_int(coord, "invalid_messages"));

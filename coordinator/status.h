@@ -25,6 +25,7 @@ typedef struct status_live {
     int64_t deadline_ms;          /* wall clock; 0 when none */
     int64_t online;
     uint64_t invalid_messages;
+    const char *stop_reason;      /* why the federation stopped early, or "" */
     /* Whether the agent with this public key is online now. */
     bool (*is_online)(const char *pubkey, void *arg);
     void *arg;
