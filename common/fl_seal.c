@@ -196,10 +196,8 @@ s_full_ad(const uint8_t *header, const uint8_t *ad, size_t adlen, size_t *len_p)
 }
 
 static int
-s_check_args(const fl_datakey_t *k, const uint8_t *ad, size_t adlen, const char *op)
+s_check_args(const uint8_t *ad, size_t adlen, const char *op)
 {
-    if (!k)
-        return fl_fail(FL_EINVAL, "%s: no data key", op);
     if (adlen > FL_SEAL_AD_CALLER_MAX || (adlen && !ad))
         return fl_fail(FL_EINVAL, "%s: associated data of %zu bytes (at most %d, non-NULL)", op,
                        adlen, FL_SEAL_AD_CALLER_MAX);
@@ -230,7 +228,9 @@ fl_seal(const fl_datakey_t *k, const uint8_t *ad, size_t adlen, const void *pt, 
         uint8_t **out, size_t *outlen)
 {
     int rc;
-    if ((rc = s_check_args(k, ad, adlen, "seal")) < 0)
+    if (!k)
+        return fl_fail(FL_EINVAL, "seal: no data key");
+    if ((rc = s_check_args(ad, adlen, "seal")) < 0)
         return rc;
     if (!out || !outlen || (len && !pt))
         return fl_fail(FL_EINVAL, "seal: plaintext and outputs are required");
@@ -254,7 +254,9 @@ fl_seal_inplace(const fl_datakey_t *k, const uint8_t *ad, size_t adlen, uint8_t 
                 size_t cap, size_t *outlen)
 {
     int rc;
-    if ((rc = s_check_args(k, ad, adlen, "seal")) < 0)
+    if (!k)
+        return fl_fail(FL_EINVAL, "seal: no data key");
+    if ((rc = s_check_args(ad, adlen, "seal")) < 0)
         return rc;
     if (!buf || !outlen)
         return fl_fail(FL_EINVAL, "seal: buffer and output are required");
@@ -329,7 +331,9 @@ fl_unseal(const fl_datakey_t *k, const uint8_t *ad, size_t adlen, const uint8_t 
     void *pt = NULL;
     int rc;
 
-    if ((rc = s_check_args(k, ad, adlen, "unseal")) < 0)
+    if (!k)
+        return fl_fail(FL_EINVAL, "unseal: no data key");
+    if ((rc = s_check_args(ad, adlen, "unseal")) < 0)
         return rc;
     if (!blob || !out || !outlen)
         return fl_fail(FL_EINVAL, "unseal: blob and outputs are required");
@@ -354,7 +358,9 @@ fl_unseal_inplace(const fl_datakey_t *k, const uint8_t *ad, size_t adlen, uint8_
                   size_t len, size_t *ptlen)
 {
     int rc;
-    if ((rc = s_check_args(k, ad, adlen, "unseal")) < 0)
+    if (!k)
+        return fl_fail(FL_EINVAL, "unseal: no data key");
+    if ((rc = s_check_args(ad, adlen, "unseal")) < 0)
         return rc;
     if (!buf || !ptlen)
         return fl_fail(FL_EINVAL, "unseal: buffer and output are required");

@@ -143,9 +143,15 @@ fl_secfile_parse_hex(const char *path, const char *text, size_t len, fl_secfile_
         size_t v = k;
         while (v < ll && s_is_blank(line[v]))
             v++;
-        if (!field || v == ll || line[v] != '=')
-            return fl_fail(FL_EFORMAT, "key file '%s' line %d: expected '%s = <hex>'%s", path,
-                           lineno, n ? fields[0].name : "?", n > 1 ? " or another known field" : "");
+        if (!field || v == ll || line[v] != '=') {
+            char names[128];
+            size_t used = 0;
+            names[0] = '\0';
+            for (size_t f = 0; f < n && used < sizeof names; f++)
+                used += (size_t)snprintf(names + used, sizeof names - used, "%s'%s = <hex>'",
+                                         f == 0 ? "" : f + 1 == n ? " or " : ", ", fields[f].name);
+            return fl_fail(FL_EFORMAT, "key file '%s' line %d: expected %s", path, lineno, names);
+        }
         v++;
         while (v < ll && s_is_blank(line[v]))
             v++;

@@ -2101,7 +2101,7 @@ fl_store_admin_add(fl_store_t *s, const char *name, const char *pubkey_z85, cons
                    int64_t now_ms, int64_t *id_out)
 {
     sqlite3_stmt *st = NULL;
-    fl_admin_row_t existing;
+    fl_admin_row_t existing = {0};
     int rc;
 
     if (!fl_store_agent_name_ok(name))
@@ -2158,7 +2158,7 @@ int
 fl_store_admin_revoke(fl_store_t *s, const char *name, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    fl_admin_row_t a;
+    fl_admin_row_t a = {0};
     int rc;
 
     if ((rc = fl_store_admin_get_by_name(s, name, &a)) < 0)
@@ -2212,7 +2212,7 @@ out:
 int
 fl_store_admin_key_active(fl_store_t *s, const char *pubkey_z85, char role[16])
 {
-    fl_admin_row_t a;
+    fl_admin_row_t a = {0};
     if (!fl_store_z85_key_ok(pubkey_z85))
         return 0;
     int rc = fl_store_admin_get_by_key(s, pubkey_z85, &a);
