@@ -1842,23 +1842,16 @@ out:
     return rc;
 }
 
-int
-fl_store_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32],
-                   int64_t created_ms, int64_t expires_ms, int64_t *id_out)
+/* The body of token_add, inside s_atomic_begin/end: the "one usable token
+ * per name" rule is a look-up, not a constraint, so it and the insert must
+ * see the same database. */
+static int
+s_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32], int64_t created_ms,
+            int64_t expires_ms, int64_t *id_out)
 {
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if (!fl_store_agent_name_ok(name))
-        return fl_fail(FL_EINVAL,
-                       "%s: bad token name '%.70s': an agent name, 1..%d characters of "
-                       "[A-Za-z0-9._-], starting with a letter or digit",
-                       s->path, name ? name : "(null)", FL_AGENT_NAME_MAX);
-    if (!secret_hash)
-        return fl_fail(FL_EINVAL, "%s: add token: no secret hash", s->path);
-    if (expires_ms <= created_ms)
-        return fl_fail(FL_EINVAL, "%s: token for '%s' would expire before it is created", s->path,
-                       name);
     /* Say plainly why the token could never be used, at creation rather
      * than at enrollment; the UNIQUE constraint still guards the hash. */
     rc = s_exists_text(s, "SELECT 1 FROM agents WHERE name = ?1", name, FL_AGENT_NAME_MAX, 0,
@@ -1902,6 +1895,31 @@ fl_store_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32
     rc = 0;
 out:
     sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32],
+                   int64_t created_ms, int64_t expires_ms, int64_t *id_out)
+{
+    int mode = 0, rc;
+    if (!fl_store_agent_name_ok(name))
+        return fl_fail(FL_EINVAL,
+                       "%s: bad token name '%.70s': an agent name, 1..%d characters of "
+                       "[A-Za-z0-9._-], starting with a letter or digit",
+                       s->path, name ? name : "(null)", FL_AGENT_NAME_MAX);
+    if (!secret_hash)
+        return fl_fail(FL_EINVAL, "%s: add token: no secret hash", s->path);
+    if (expires_ms <= created_ms)
+        return fl_fail(FL_EINVAL, "%s: token for '%s' would expire before it is created", s->path,
+                       name);
+    if ((rc = s_atomic_begin(s, &mode, "add token")) < 0)
+        return rc;
+    int64_t id = 0;
+    rc = s_token_add(s, name, secret_hash, created_ms, expires_ms, &id);
+    rc = s_atomic_end(s, mode, rc, "add token");
+    if (rc == 0 && id_out)
+        *id_out = id;
     return rc;
 }
 

@@ -26,7 +26,7 @@
  *           "covey-token-chk1") of all the bytes before it
  *
  * The checksum catches typos and truncation before anything is sent; it is
- * not a MAC (the secret and CURVE do the authenticating). A token is ~250
+ * not a MAC (the secret and CURVE do the authenticating). A token is ~180-250
  * characters; surrounding whitespace (a pasted newline) is ignored.
  */
 #ifndef FL_TOKEN_H
