@@ -121,6 +121,49 @@ static const char *const s_migrations[] = {
     "  PRIMARY KEY (round, name)"
     ") WITHOUT ROWID;"
     "CREATE INDEX metrics_by_name ON metrics (name, round);",
+
+    /* 2: security baseline — join tokens, admin keys, the audit log. */
+    /* A token is stored as the hash of its secret only (fl_token.h), so the
+     * database cannot be used to forge one. Rows are kept after use, expiry
+     * or revocation: they are the record of who was invited when. */
+    "CREATE TABLE tokens ("
+    "  id          INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name        TEXT NOT NULL,"
+    "  secret_hash BLOB NOT NULL UNIQUE CHECK (length(secret_hash) = 32),"
+    "  created_ms  INTEGER NOT NULL,"
+    "  expires_ms  INTEGER NOT NULL,"
+    "  used_ms     INTEGER,"
+    "  revoked     INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))"
+    ");"
+    "CREATE INDEX tokens_by_name ON tokens (name);"
+    /* Remote operators: CURVE public keys with a role. A revoked admin keeps
+     * its name and key, so a revoked key can never be added back. */
+    "CREATE TABLE admins ("
+    "  id         INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name       TEXT NOT NULL UNIQUE,"
+    "  pubkey     TEXT NOT NULL UNIQUE,"
+    "  role       TEXT NOT NULL CHECK (role IN ('viewer', 'operator')),"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked    INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    /* The hash-chained audit log (fl_audit.h). seq is assigned by
+     * fl_audit_append as the last seq + 1, so a gap is a deleted row. The
+     * triggers keep this program (and careless hands) from editing it; an
+     * attacker with the file can drop them, which the chain then reveals. */
+    "CREATE TABLE audit ("
+    "  seq       INTEGER PRIMARY KEY CHECK (seq >= 1),"
+    "  ts_ms     INTEGER NOT NULL,"
+    "  actor     TEXT NOT NULL,"
+    "  action    TEXT NOT NULL,"
+    "  detail    TEXT NOT NULL,"
+    "  prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),"
+    "  hash      BLOB NOT NULL CHECK (length(hash) = 32)"
+    ");"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 };
 
 static const char *const *s_steps = s_migrations;
@@ -1744,4 +1787,460 @@ fl_store_metric_list(fl_store_t *s, const char *name, fl_metric_cb cb, void *arg
 out:
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ---- join tokens ---- */
+
+#define S_TOKEN_COLS "id, name, created_ms, expires_ms, used_ms, revoked"
+
+static void
+s_read_token(sqlite3_stmt *st, fl_token_row_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = sqlite3_column_int64(st, 0);
+    s_col_text(st, 1, t->name, sizeof t->name);
+    t->created_ms = sqlite3_column_int64(st, 2);
+    t->expires_ms = sqlite3_column_int64(st, 3);
+    t->used_ms = sqlite3_column_type(st, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 4);
+    t->revoked = sqlite3_column_int(st, 5) != 0;
+}
+
+const char *
+fl_store_token_state(const fl_token_row_t *row, int64_t now_ms)
+{
+    if (row->used_ms != 0)
+        return "used";
+    if (row->revoked)
+        return "revoked";
+    if (now_ms >= row->expires_ms)
+        return "expired";
+    return "unused";
+}
+
+/* 1 if a row of `sql` bound to ?1 = text (and ?2 = n when sql uses it)
+ * exists, 0 if not, < 0 on error. */
+static int
+s_exists_text(fl_store_t *s, const char *sql, const char *text, size_t max, int64_t n,
+              const char *op)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = s_prepare(s, sql, op, &st);
+    if (rc < 0)
+        return rc;
+    if (s_bind_text(st, 1, text, max) != SQLITE_OK ||
+        (sqlite3_bind_parameter_count(st) >= 2 && sqlite3_bind_int64(st, 2, n) != SQLITE_OK)) {
+        rc = fl_store_dberr(s, op);
+        goto out;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = 1;
+    else if (step != SQLITE_DONE)
+        rc = fl_store_dberr(s, op);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The body of token_add, inside s_atomic_begin/end: the "one usable token
+ * per name" rule is a look-up, not a constraint, so it and the insert must
+ * see the same database. */
+static int
+s_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32], int64_t created_ms,
+            int64_t expires_ms, int64_t *id_out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    /* Say plainly why the token could never be used, at creation rather
+     * than at enrollment; the UNIQUE constraint still guards the hash. */
+    rc = s_exists_text(s, "SELECT 1 FROM agents WHERE name = ?1", name, FL_AGENT_NAME_MAX, 0,
+                       "add token");
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        return fl_fail(FL_EEXIST, "%s: an agent named '%s' is already enrolled", s->path, name);
+    rc = s_exists_text(s,
+                       "SELECT 1 FROM tokens WHERE name = ?1 AND used_ms IS NULL"
+                       " AND revoked = 0 AND expires_ms > ?2",
+                       name, FL_AGENT_NAME_MAX, created_ms, "add token");
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        return fl_fail(FL_EEXIST,
+                       "%s: a join token for '%s' is still unused and unexpired; revoke it "
+                       "first",
+                       s->path, name);
+
+    if ((rc = s_prepare(s,
+                        "INSERT INTO tokens (name, secret_hash, created_ms, expires_ms)"
+                        " VALUES (?1, ?2, ?3, ?4)",
+                        "add token", &st)) < 0)
+        return rc;
+    if (s_bind_text(st, 1, name, FL_AGENT_NAME_MAX) != SQLITE_OK ||
+        sqlite3_bind_blob(st, 2, secret_hash, 32, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, created_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, expires_ms) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "add token");
+        goto out;
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE
+                 ? fl_fail(FL_EEXIST, "%s: a token with this secret already exists", s->path)
+                 : fl_store_dberr(s, "add token");
+        goto out;
+    }
+    if (id_out)
+        *id_out = sqlite3_last_insert_rowid(s->db);
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32],
+                   int64_t created_ms, int64_t expires_ms, int64_t *id_out)
+{
+    int mode = 0, rc;
+    if (!fl_store_agent_name_ok(name))
+        return fl_fail(FL_EINVAL,
+                       "%s: bad token name '%.70s': an agent name, 1..%d characters of "
+                       "[A-Za-z0-9._-], starting with a letter or digit",
+                       s->path, name ? name : "(null)", FL_AGENT_NAME_MAX);
+    if (!secret_hash)
+        return fl_fail(FL_EINVAL, "%s: add token: no secret hash", s->path);
+    if (expires_ms <= created_ms)
+        return fl_fail(FL_EINVAL, "%s: token for '%s' would expire before it is created", s->path,
+                       name);
+    if ((rc = s_atomic_begin(s, &mode, "add token")) < 0)
+        return rc;
+    int64_t id = 0;
+    rc = s_token_add(s, name, secret_hash, created_ms, expires_ms, &id);
+    rc = s_atomic_end(s, mode, rc, "add token");
+    if (rc == 0 && id_out)
+        *id_out = id;
+    return rc;
+}
+
+/* The body of consume, inside s_atomic_begin/end. */
+static int
+s_token_consume(fl_store_t *s, const uint8_t secret_hash[32], int64_t now_ms, fl_token_row_t *t)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = s_prepare(s, "SELECT " S_TOKEN_COLS " FROM tokens WHERE secret_hash = ?1",
+                       "use token", &st);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_bind_blob(st, 1, secret_hash, 32, SQLITE_STATIC) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "use token");
+        goto out;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = fl_fail(FL_ENOTFOUND,
+                     "unknown join token (forged, mistyped, or made by another coordinator)");
+        goto out;
+    }
+    if (step != SQLITE_ROW) {
+        rc = fl_store_dberr(s, "use token");
+        goto out;
+    }
+    s_read_token(st, t);
+    sqlite3_finalize(st);
+    st = NULL;
+
+    const char *state = fl_store_token_state(t, now_ms);
+    if (strcmp(state, "unused") != 0)
+        return fl_fail(FL_EPERM, "join token %s (for '%s')%s",
+                       strcmp(state, "used") == 0 ? "already used" : state, t->name,
+                       strcmp(state, "expired") == 0 ? "; ask for a new one" : "");
+    if ((rc = s_prepare(s,
+                        "UPDATE tokens SET used_ms = ?2 WHERE id = ?1 AND used_ms IS NULL"
+                        " AND revoked = 0",
+                        "use token", &st)) < 0)
+        return rc;
+    if (sqlite3_bind_int64(st, 1, t->id) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, now_ms) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "use token");
+        goto out;
+    }
+    if ((rc = s_step_done(s, st, "use token")) < 0)
+        goto out;
+    /* Cannot happen under the write lock taken above; kept as the rule. */
+    if (sqlite3_changes(s->db) != 1)
+        rc = fl_fail(FL_EPERM, "join token already used (for '%s')", t->name);
+    t->used_ms = now_ms;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_token_consume(fl_store_t *s, const uint8_t secret_hash[32], int64_t now_ms,
+                       fl_token_row_t *out)
+{
+    fl_token_row_t t;
+    int mode = 0, rc;
+
+    if (!secret_hash)
+        return fl_fail(FL_EINVAL, "%s: use token: no secret hash", s->path);
+    if ((rc = s_atomic_begin(s, &mode, "use token")) < 0)
+        return rc;
+    rc = s_token_consume(s, secret_hash, now_ms, &t);
+    rc = s_atomic_end(s, mode, rc, "use token");
+    if (rc == 0 && out)
+        *out = t;
+    return rc;
+}
+
+int
+fl_store_token_revoke(fl_store_t *s, const char *name, int64_t *n_revoked)
+{
+    sqlite3_stmt *st = NULL;
+    if (!name)
+        return fl_fail(FL_EINVAL, "%s: revoke token: no name given", s->path);
+    int rc = s_prepare(s,
+                       "UPDATE tokens SET revoked = 1 WHERE name = ?1 AND used_ms IS NULL"
+                       " AND revoked = 0",
+                       "revoke token", &st);
+    if (rc < 0)
+        return rc;
+    if (s_bind_text(st, 1, name, FL_AGENT_NAME_MAX + 1) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "revoke token");
+        goto out;
+    }
+    if ((rc = s_step_done(s, st, "revoke token")) < 0)
+        goto out;
+    int n = sqlite3_changes(s->db);
+    if (n == 0) {
+        rc = fl_fail(FL_ENOTFOUND, "%s: no unused join token for '%.64s'", s->path, name);
+        goto out;
+    }
+    if (n_revoked)
+        *n_revoked = n;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_token_list(fl_store_t *s, fl_token_cb cb, void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    fl_token_row_t row;
+    int rc = s_prepare(s, "SELECT " S_TOKEN_COLS " FROM tokens ORDER BY id", "list tokens", &st);
+    if (rc < 0)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        s_read_token(st, &row);
+        int c = cb(&row, arg);
+        if (c) {
+            rc = s_cb_result(c);
+            goto out;
+        }
+    }
+    if (step != SQLITE_DONE)
+        rc = fl_store_dberr(s, "list tokens");
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- admins ---- */
+
+#define S_ADMIN_COLS "id, name, pubkey, role, created_ms, revoked, revoked_ms"
+
+bool
+fl_store_admin_role_ok(const char *role)
+{
+    return role && (strcmp(role, FL_ADMIN_VIEWER) == 0 || strcmp(role, FL_ADMIN_OPERATOR) == 0);
+}
+
+static void
+s_read_admin(sqlite3_stmt *st, fl_admin_row_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->id = sqlite3_column_int64(st, 0);
+    s_col_text(st, 1, a->name, sizeof a->name);
+    s_col_text(st, 2, a->pubkey, sizeof a->pubkey);
+    s_col_text(st, 3, a->role, sizeof a->role);
+    a->created_ms = sqlite3_column_int64(st, 4);
+    a->revoked = sqlite3_column_int(st, 5) != 0;
+    a->revoked_ms = sqlite3_column_int64(st, 6);
+}
+
+/* One admin by name or key: FL_ENOTFOUND naming what was looked for. */
+static int
+s_admin_get(fl_store_t *s, const char *sql, const char *text, size_t max, fl_admin_row_t *out,
+            const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = s_prepare(s, sql, "get admin", &st);
+    if (rc < 0)
+        return rc;
+    if (s_bind_text(st, 1, text, max) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "get admin");
+        goto out;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        s_read_admin(st, out);
+    else if (step == SQLITE_DONE)
+        rc = fl_fail(FL_ENOTFOUND, "%s: no admin with %s '%.64s'", s->path, what, text);
+    else
+        rc = fl_store_dberr(s, "get admin");
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_admin_get_by_key(fl_store_t *s, const char *pubkey_z85, fl_admin_row_t *out)
+{
+    if (!pubkey_z85 || !out)
+        return fl_fail(FL_EINVAL, "%s: get admin: no public key given", s->path);
+    return s_admin_get(s, "SELECT " S_ADMIN_COLS " FROM admins WHERE pubkey = ?1", pubkey_z85,
+                       FL_Z85_KEY_LEN + 1, out, "public key");
+}
+
+int
+fl_store_admin_get_by_name(fl_store_t *s, const char *name, fl_admin_row_t *out)
+{
+    if (!name || !out)
+        return fl_fail(FL_EINVAL, "%s: get admin: no name given", s->path);
+    return s_admin_get(s, "SELECT " S_ADMIN_COLS " FROM admins WHERE name = ?1", name,
+                       FL_AGENT_NAME_MAX + 1, out, "name");
+}
+
+int
+fl_store_admin_add(fl_store_t *s, const char *name, const char *pubkey_z85, const char *role,
+                   int64_t now_ms, int64_t *id_out)
+{
+    sqlite3_stmt *st = NULL;
+    fl_admin_row_t existing = {0};
+    int rc;
+
+    if (!fl_store_agent_name_ok(name))
+        return fl_fail(FL_EINVAL,
+                       "%s: bad admin name '%.70s': 1..%d characters of [A-Za-z0-9._-], "
+                       "starting with a letter or digit",
+                       s->path, name ? name : "(null)", FL_AGENT_NAME_MAX);
+    if ((rc = s_check_key(s, pubkey_z85)) < 0)
+        return rc;
+    if (!fl_store_admin_role_ok(role))
+        return fl_fail(FL_EINVAL, "%s: bad admin role '%.32s' (viewer or operator)", s->path,
+                       role ? role : "(null)");
+    rc = fl_store_admin_get_by_name(s, name, &existing);
+    if (rc == 0)
+        return fl_fail(FL_EEXIST, "%s: admin name '%s' is taken%s", s->path, name,
+                       existing.revoked ? " (by a revoked admin)" : "");
+    if (rc != FL_ENOTFOUND)
+        return rc;
+    rc = fl_store_admin_get_by_key(s, pubkey_z85, &existing);
+    if (rc == 0)
+        return fl_fail(FL_EEXIST, "%s: public key is already an admin key (admin '%s'%s)",
+                       s->path, existing.name, existing.revoked ? ", revoked" : "");
+    if (rc != FL_ENOTFOUND)
+        return rc;
+
+    if ((rc = s_prepare(s,
+                        "INSERT INTO admins (name, pubkey, role, created_ms)"
+                        " VALUES (?1, ?2, ?3, ?4)",
+                        "add admin", &st)) < 0)
+        return rc;
+    if (s_bind_text(st, 1, name, FL_AGENT_NAME_MAX) != SQLITE_OK ||
+        s_bind_text(st, 2, pubkey_z85, FL_Z85_KEY_LEN) != SQLITE_OK ||
+        s_bind_text(st, 3, role, 16) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, now_ms) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "add admin");
+        goto out;
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE
+                 ? fl_fail(FL_EEXIST, "%s: admin '%s': name or public key is taken (%s)",
+                           s->path, name, sqlite3_errmsg(s->db))
+                 : fl_store_dberr(s, "add admin");
+        goto out;
+    }
+    if (id_out)
+        *id_out = sqlite3_last_insert_rowid(s->db);
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_admin_revoke(fl_store_t *s, const char *name, int64_t now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    fl_admin_row_t a = {0};
+    int rc;
+
+    if ((rc = fl_store_admin_get_by_name(s, name, &a)) < 0)
+        return rc;
+    if (a.revoked)
+        return fl_fail(FL_ESTATE, "%s: admin '%s' is already revoked", s->path, a.name);
+    if ((rc = s_prepare(s,
+                        "UPDATE admins SET revoked = 1, revoked_ms = ?2"
+                        " WHERE name = ?1 AND revoked = 0",
+                        "revoke admin", &st)) < 0)
+        return rc;
+    if (s_bind_text(st, 1, name, FL_AGENT_NAME_MAX + 1) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, now_ms) != SQLITE_OK) {
+        rc = fl_store_dberr(s, "revoke admin");
+        goto out;
+    }
+    if ((rc = s_step_done(s, st, "revoke admin")) < 0)
+        goto out;
+    /* Another connection revoked it between the look-up and the update. */
+    if (sqlite3_changes(s->db) == 0)
+        rc = fl_fail(FL_ESTATE, "%s: admin '%s' is already revoked", s->path, a.name);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_admin_list(fl_store_t *s, fl_admin_cb cb, void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    fl_admin_row_t row;
+    int rc = s_prepare(s, "SELECT " S_ADMIN_COLS " FROM admins ORDER BY name", "list admins", &st);
+    if (rc < 0)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        s_read_admin(st, &row);
+        int c = cb(&row, arg);
+        if (c) {
+            rc = s_cb_result(c);
+            goto out;
+        }
+    }
+    if (step != SQLITE_DONE)
+        rc = fl_store_dberr(s, "list admins");
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+fl_store_admin_key_active(fl_store_t *s, const char *pubkey_z85, char role[16])
+{
+    fl_admin_row_t a = {0};
+    if (!fl_store_z85_key_ok(pubkey_z85))
+        return 0;
+    int rc = fl_store_admin_get_by_key(s, pubkey_z85, &a);
+    if (rc == FL_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (a.revoked || !fl_store_admin_role_ok(a.role))
+        return 0;
+    if (role)
+        snprintf(role, 16, "%s", a.role);
+    return 1;
 }

@@ -288,6 +288,97 @@ typedef int (*fl_metric_cb)(int64_t round, const char *name, double value, void 
 /* Metrics named `name` (NULL: all), ascending by round, then name. */
 int fl_store_metric_list(fl_store_t *s, const char *name, fl_metric_cb cb, void *arg) FL_MUST_CHECK;
 
+/* ---- join tokens (migration 2): only the hash of each secret is kept ---- */
+
+typedef struct fl_token_row {
+    int64_t id;
+    char name[64];      /* the agent name the token enrolls */
+    int64_t created_ms, expires_ms;
+    int64_t used_ms;    /* 0: not used */
+    bool revoked;
+} fl_token_row_t;
+
+/*
+ * Record a new token: `name` (an agent name, FL_EINVAL otherwise), the
+ * fl_token_hash_secret() of its secret, its creation time and expiry
+ * (expires_ms > created_ms, FL_EINVAL otherwise). FL_EEXIST naming the name
+ * when an agent of that name is enrolled, or when a token for that name is
+ * still usable at created_ms (revoke it first), or (practically impossible)
+ * when the hash is taken. *id_out (may be NULL) receives the token id.
+ */
+int fl_store_token_add(fl_store_t *s, const char *name, const uint8_t secret_hash[32],
+                       int64_t created_ms, int64_t expires_ms, int64_t *id_out) FL_MUST_CHECK;
+
+/*
+ * Use a token, atomically: the token with this secret hash must exist, be
+ * unused, not revoked and not expired at now_ms (expired when now_ms >=
+ * expires_ms); it is then marked used at now_ms and its row (as updated) is
+ * copied to *out (may be NULL). Failures, with nothing changed:
+ *   FL_ENOTFOUND "unknown join token" (forged, mistyped, or another
+ *                coordinator's);
+ *   FL_EPERM     "join token already used (for 'x')" / "join token revoked
+ *                (...)" / "join token expired (...)", checked in that order.
+ * Inside an outer transaction it joins it, so the enrollment that consumes
+ * a token and adds the agent is one atomic commit. The lookup by hash is
+ * not constant-time; it needs not be (the hash of a 256-bit random secret).
+ */
+int fl_store_token_consume(fl_store_t *s, const uint8_t secret_hash[32], int64_t now_ms,
+                           fl_token_row_t *out) FL_MUST_CHECK;
+
+/* Revoke every unused, unrevoked token for `name` (expired ones included);
+ * *n_revoked (may be NULL) receives how many. FL_ENOTFOUND "no unused join
+ * token for 'x'" when there is none. */
+int fl_store_token_revoke(fl_store_t *s, const char *name, int64_t *n_revoked) FL_MUST_CHECK;
+
+typedef int (*fl_token_cb)(const fl_token_row_t *row, void *arg);
+/* Every token, oldest first (by id). */
+int fl_store_token_list(fl_store_t *s, fl_token_cb cb, void *arg) FL_MUST_CHECK;
+
+/* "used", "revoked", "expired" or "unused" at now_ms, in that order of
+ * precedence (the same order consume reports). Static storage; can't fail. */
+const char *fl_store_token_state(const fl_token_row_t *row, int64_t now_ms);
+
+/* ---- admin keys and roles (migration 2): remote operators over CURVE ---- */
+
+#define FL_ADMIN_VIEWER "viewer"     /* status and listings */
+#define FL_ADMIN_OPERATOR "operator" /* everything */
+
+typedef struct fl_admin_row {
+    int64_t id;
+    char name[64];   /* [A-Za-z0-9._-], as agent names */
+    char pubkey[41]; /* Z85 CURVE public key */
+    char role[16];   /* "viewer" | "operator" */
+    int64_t created_ms;
+    bool revoked;
+    int64_t revoked_ms; /* 0 unless revoked */
+} fl_admin_row_t;
+
+/* True for "viewer" and "operator". Can't fail. */
+bool fl_store_admin_role_ok(const char *role);
+
+/* Add an admin. FL_EINVAL naming the bad field (name, public key, role);
+ * FL_EEXIST naming the name or the key's holder when taken (revoked admins
+ * keep theirs). *id_out (may be NULL) receives the id. */
+int fl_store_admin_add(fl_store_t *s, const char *name, const char *pubkey_z85, const char *role,
+                       int64_t now_ms, int64_t *id_out) FL_MUST_CHECK;
+
+/* Look an admin up, revoked or not (check row.revoked); FL_ENOTFOUND. */
+int fl_store_admin_get_by_key(fl_store_t *s, const char *pubkey_z85, fl_admin_row_t *out) FL_MUST_CHECK;
+int fl_store_admin_get_by_name(fl_store_t *s, const char *name, fl_admin_row_t *out) FL_MUST_CHECK;
+
+/* Revoke: FL_ENOTFOUND for an unknown name, FL_ESTATE if already revoked. */
+int fl_store_admin_revoke(fl_store_t *s, const char *name, int64_t now_ms) FL_MUST_CHECK;
+
+typedef int (*fl_admin_cb)(const fl_admin_row_t *row, void *arg);
+/* Every admin, revoked ones included, ordered by name. */
+int fl_store_admin_list(fl_store_t *s, fl_admin_cb cb, void *arg) FL_MUST_CHECK;
+
+/* For the ZAP handler and for authorising each command: 1 if `pubkey_z85`
+ * belongs to an admin that is not revoked (the role is copied to role, 16
+ * bytes, which may be NULL), 0 if unknown, revoked or not a valid key,
+ * < 0 (FL_EDB) on a database error. */
+int fl_store_admin_key_active(fl_store_t *s, const char *pubkey_z85, char role[16]);
+
 /* ---- for modules that own tables added by migrations here (audit, tokens) ---- */
 
 /* The SQLite connection, borrowed for the life of s: use prepared statements
