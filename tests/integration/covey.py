@@ -89,8 +89,8 @@ class Federation:
         return self._spawn("coordinator", [COORD, "run", "--state", self.state] + list(extra))
 
     def _spawn(self, name, args):
-        log = open(os.path.join(self.dir, name + ".log"), "ab")
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(os.path.join(self.dir, name + ".log"), "ab") as log:
+            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs[name] = p
         self.logs[name] = log.name
         return p
