@@ -23,6 +23,8 @@
 #include "fl_log.h"
 #include "fl_model.h"
 #include "fl_safetensors.h"
+#include "fl_seal.h"
+#include "fl_sign.h"
 #include "fl_store.h"
 #include "state.h"
 #include "status.h"
@@ -74,6 +76,8 @@ coord_cmd_init(int argc, char **argv)
     coord_paths_t p;
     fl_store_t *store = NULL;
     fl_keypair_t *kp = NULL;
+    fl_datakey_t *dk = NULL;
+    fl_signkey_t *sk = NULL;
     fl_model_t *model = NULL;
     FILE *f = NULL;
     int c, rc, exit_code = 1;
@@ -135,7 +139,14 @@ coord_cmd_init(int argc, char **argv)
     coord_model_digest(fl_model_params(model), digest);
 
     kp = fl_keypair_generate();
-    if ((rc = fl_keypair_save(kp, p.key)) != 0)
+    dk = fl_datakey_generate();
+    sk = fl_signkey_generate();
+    if (!kp || !dk || !sk) {
+        rc = fl_fail(FL_ENOMEM, "cannot make keys");
+        goto fail;
+    }
+    if ((rc = fl_keypair_save(kp, p.key)) != 0 || (rc = fl_datakey_save(dk, p.data_key)) != 0 ||
+        (rc = fl_signkey_save(sk, p.sign_key)) != 0)
         goto fail;
     f = fopen(p.config, "wx");
     if (!f) {
@@ -155,9 +166,10 @@ coord_cmd_init(int argc, char **argv)
         (rc = fl_store_meta_set(store, "federation_id", fedid)) != 0 ||
         (rc = fl_store_meta_set(store, "created_ms", now)) != 0 ||
         (rc = fl_store_meta_set(store, "model_spec", cfg.spec)) != 0 ||
-        (rc = fl_store_checkpoint_put(store, 0, digest, fl_params_data(fl_model_params(model)),
-                                      fl_params_numel(fl_model_params(model)) * sizeof(float), NULL,
-                                      0, fl_wall_ms())) != 0 ||
+        (rc = coord_checkpoint_save(store, dk, fedid, 0, digest,
+                                    fl_params_data(fl_model_params(model)),
+                                    fl_params_numel(fl_model_params(model)) * sizeof(float), NULL,
+                                    0, fl_wall_ms())) != 0 ||
         (rc = fl_store_commit(store)) != 0)
         goto fail;
 
@@ -165,13 +177,15 @@ coord_cmd_init(int argc, char **argv)
            "  model            %s (%zu parameters)%s%s\n"
            "  agents' endpoint %s\n"
            "  server key       %s (public: %s)\n"
+           "  data key         %s (seals checkpoints; keep a backup apart from the database)\n"
+           "  signing key      %s (public: %s.pub)\n"
            "  configuration    %s\n"
            "\n"
            "Next: covey-coordinator run --state %s\n"
            "Admit an agent:   covey-coordinator agents add NAME AGENT_PUBLIC_KEY --state %s\n",
            cfg.name, state, cfg.spec, fl_params_numel(fl_model_params(model)),
            init_file ? ", initialised from " : "", init_file ? init_file : "", cfg.endpoint, p.key,
-           fl_keypair_public(kp), p.config, state, state);
+           fl_keypair_public(kp), p.data_key, p.sign_key, p.sign_key, p.config, state, state);
     exit_code = 0;
     goto out;
 fail:
@@ -181,6 +195,8 @@ out:
         fclose(f);
     fl_store_destroy(&store);
     fl_keypair_destroy(&kp);
+    fl_datakey_destroy(&dk);
+    fl_signkey_destroy(&sk);
     fl_model_destroy(&model);
     return exit_code;
 }
@@ -552,6 +568,7 @@ coord_cmd_export(int argc, char **argv)
     fl_store_t *store = NULL;
     fl_params_t *params = NULL;
     fl_checkpoint_info_t info;
+    fl_datakey_t *dk = NULL;
     uint8_t *model = NULL, *st = NULL;
     size_t mlen = 0, slen = 0;
 
@@ -581,8 +598,12 @@ coord_cmd_export(int argc, char **argv)
     }
     if (!out)
         return fl_cli_error("--out FILE is required (try --help)");
+    char fedid[65];
     if ((rc = s_open_readonly(state, &p, &cfg, &store)) != 0 ||
-        (rc = fl_store_checkpoint_load(store, round, &info, &model, &mlen, &st, &slen)) != 0 ||
+        (rc = fl_datakey_load(p.data_key, &dk)) != 0 ||
+        (rc = coord_federation_id(store, fedid)) != 0 ||
+        (rc = coord_checkpoint_open(store, dk, fedid, round, &info, &model, &mlen, &st, &slen)) !=
+            0 ||
         (rc = coord_model_from_bytes(cfg.spec, model, mlen, &params)) != 0) {
         rc = fl_cli_fail(rc);
         goto done;
@@ -598,6 +619,7 @@ coord_cmd_export(int argc, char **argv)
 done:
     free(model);
     free(st);
+    fl_datakey_destroy(&dk);
     fl_params_destroy(&params);
     fl_store_destroy(&store);
     return rc;

@@ -43,6 +43,7 @@
 #include "fl_robust.h"
 #include "fl_rng.h"
 #include "fl_serveropt.h"
+#include "fl_sign.h"
 #include "fl_store.h"
 #include "fl_zap.h"
 #include "state.h"
@@ -97,6 +98,9 @@ typedef struct coord {
     void *ctx, *sock, *admin;
     fl_zap_t *zap;
     fl_keypair_t *kp;
+    fl_datakey_t *dk;      /* seals checkpoints at rest */
+    fl_signkey_t *sk;      /* signs every global model agents receive */
+    char fedid[65];
     int64_t started_ms;
     bool exit_when_done;
 
@@ -336,6 +340,11 @@ s_fill_task(const coord_t *c, fl_msg_t *m, fl_msg_type_t type, uint64_t timeout_
     snprintf(m->spec, sizeof m->spec, "%s", c->cfg.spec);
     m->batch = c->cfg.batch;
     m->deadline_ms = timeout_s * 1000;
+    /* the signature names the model by the round that produced it */
+    if (fl_sign_model(c->sk, c->fedid, c->rounds_done, c->cfg.spec, c->digest, m->sig) == 0)
+        m->has_sig = true;
+    else
+        fl_error("cannot sign the model", "reason=\"%s\"", fl_errmsg());
     if (type == FL_MSG_TRAIN) {
         m->epochs = c->cfg.epochs;
         m->lr = c->cfg.lr;
@@ -550,8 +559,9 @@ s_finish_attempt(coord_t *c)
     if (rc == 0)
         rc = fl_store_round_put(c->store, &row);
     if (rc == 0)
-        rc = fl_store_checkpoint_put(c->store, c->round, c->digest, fl_params_data(c->global),
-                                     c->model_bytes, state, state_len, fl_wall_ms());
+        rc = coord_checkpoint_save(c->store, c->dk, c->fedid, c->round, c->digest,
+                                   fl_params_data(c->global), c->model_bytes, state, state_len,
+                                   fl_wall_ms());
     if (rc == 0)
         rc = fl_store_metric_put(c->store, c->round, "train_loss", row.train_loss);
     if (rc == 0)
@@ -1181,10 +1191,13 @@ s_resume(coord_t *c)
     uint8_t *model = NULL, *state = NULL;
     size_t model_len = 0, state_len = 0;
     fl_round_row_t last;
-    int rc = fl_store_checkpoint_load(c->store, -1, &info, &model, &model_len, &state, &state_len);
-    if (rc != 0)
+    int rc = coord_checkpoint_open(c->store, c->dk, c->fedid, -1, &info, &model, &model_len,
+                                   &state, &state_len);
+    if (rc == FL_ENOTFOUND)
         return fl_fail(rc, "no checkpoint to start from (%s); run covey-coordinator init",
                        fl_errmsg());
+    if (rc != 0)
+        return rc;
     rc = coord_model_from_bytes(c->cfg.spec, model, model_len, &c->global);
     if (rc == 0 && state_len > 0)
         rc = fl_sopt_state_import(c->sopt, state, state_len);
@@ -1234,8 +1247,12 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
         fl_log_set_level(lv);
     if ((rc = fl_keypair_load(c->paths.key, &c->kp)) != 0)
         return rc;
+    if ((rc = fl_datakey_load(c->paths.data_key, &c->dk)) != 0 ||
+        (rc = fl_signkey_load(c->paths.sign_key, &c->sk)) != 0)
+        return rc;
     if ((rc = fl_store_open(c->paths.db, FL_STORE_RW, &c->store)) != 0 ||
-        (rc = fl_store_open(c->paths.db, FL_STORE_READONLY, &c->zap_store)) != 0)
+        (rc = fl_store_open(c->paths.db, FL_STORE_READONLY, &c->zap_store)) != 0 ||
+        (rc = coord_federation_id(c->store, c->fedid)) != 0)
         return rc;
 
     if (fl_sopt_parse_kind(c->cfg.server_optimizer, &sk) != 0)
@@ -1309,6 +1326,8 @@ s_teardown(coord_t *c)
     fl_store_destroy(&c->zap_store);
     fl_store_destroy(&c->store);
     fl_keypair_destroy(&c->kp);
+    fl_datakey_destroy(&c->dk);
+    fl_signkey_destroy(&c->sk);
     fl_params_destroy(&c->global);
     fl_aggr_destroy(&c->aggr);
     fl_robust_destroy(&c->robust);

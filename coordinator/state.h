@@ -6,6 +6,9 @@
  *   DIR/coordinator.ini   configuration (see config.h)
  *   DIR/server.key        the coordinator's CURVE key pair (secret, mode 0600)
  *   DIR/server.key.pub    its public key, for agents
+ *   DIR/data.key          the data key sealing checkpoints at rest (0600)
+ *   DIR/signing.key       the Ed25519 key signing every global model (0600)
+ *   DIR/signing.key.pub   its public key, for agents
  *   DIR/admin.sock        the local admin socket of a running coordinator (0600)
  */
 #ifndef COVEY_STATE_H
@@ -15,11 +18,13 @@
 
 #include "config.h"
 #include "fl_params.h"
+#include "fl_seal.h"
 #include "fl_store.h"
 
 typedef struct coord_paths {
     char dir[PATH_MAX - 64];
     char db[PATH_MAX], config[PATH_MAX], key[PATH_MAX], pub[PATH_MAX], admin[PATH_MAX];
+    char data_key[PATH_MAX], sign_key[PATH_MAX], sign_pub[PATH_MAX];
     char admin_endpoint[PATH_MAX + 8];
 } coord_paths_t;
 
@@ -37,5 +42,30 @@ void coord_model_digest(const fl_params_t *p, uint8_t out[32]);
 
 /* Hex of the first `n` bytes of a digest, for humans ("3fa2c1..."). */
 const char *coord_hex(const uint8_t *d, size_t n, char *buf, size_t size);
+
+/* The federation id (meta "federation_id") into out. */
+int coord_federation_id(fl_store_t *store, char out[65]) FL_MUST_CHECK;
+
+/*
+ * Store a checkpoint sealed at rest: the model bytes and the server
+ * optimizer state (may be empty) are each sealed with XChaCha20-Poly1305
+ * under the data key, with associated data binding federation, round and
+ * model digest, so a blob edited or moved to another row does not open.
+ * Works inside the caller's transaction.
+ */
+int coord_checkpoint_save(fl_store_t *store, const fl_datakey_t *dk, const char *fedid,
+                          int64_t round, const uint8_t digest[32], const void *model,
+                          size_t model_len, const void *state, size_t state_len, int64_t now_ms)
+    FL_MUST_CHECK;
+
+/*
+ * Load and open the checkpoint of `round` (< 0: the latest). On success the
+ * caller owns *model_p and *state_p (plaintext; state may be NULL/0). A blob
+ * that does not open (modified, moved, wrong data key) is FL_ECRYPTO naming
+ * the round; the digest of the opened model is checked too.
+ */
+int coord_checkpoint_open(fl_store_t *store, const fl_datakey_t *dk, const char *fedid,
+                          int64_t round, fl_checkpoint_info_t *info, uint8_t **model_p,
+                          size_t *model_len, uint8_t **state_p, size_t *state_len) FL_MUST_CHECK;
 
 #endif
