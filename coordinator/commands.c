@@ -31,14 +31,6 @@
 
 #define DEFAULT_STATE "/var/lib/covey"
 
-/* Options most commands share. */
-typedef struct common_opts {
-    const char *state;
-    bool json;
-    bool help;
-    char **args; /* positional arguments (borrowed strings; the array is freed by the caller) */
-    int nargs;
-} common_opts_t;
 
 /* ------------------------------------------------------------------ init */
 
@@ -252,11 +244,12 @@ coord_cmd_run(int argc, char **argv)
  * Parsed by hand rather than with getopt because positional arguments are
  * often CURVE keys, and Z85 keys may begin with '-'. "--" ends the options.
  */
-static int
-s_parse_common(int argc, char **argv, common_opts_t *o, const char *usage, int *watch)
+int
+coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *usage, int *watch)
 {
-    bool opts_done = false;
+    bool opts_done = false, pass = o->passthrough;
     memset(o, 0, sizeof *o);
+    o->passthrough = pass;
     o->state = getenv("COVEY_STATE") ? getenv("COVEY_STATE") : DEFAULT_STATE;
     o->args = fl_xcalloc((size_t)argc + 1, sizeof *o->args);
     for (int i = 1; i < argc; i++) {
@@ -284,6 +277,8 @@ s_parse_common(int argc, char **argv, common_opts_t *o, const char *usage, int *
             if (a[7] == '=' && fl_cli_u64(a + 8, "--watch", 1, 3600, &secs) != 0)
                 return 2;
             *watch = (int)secs;
+        } else if (o->passthrough) {
+            o->args[o->nargs++] = argv[i];
         } else {
             return fl_cli_error("unknown option '%s' (try --help)", a);
         }
@@ -336,8 +331,8 @@ s_admin_request(const coord_paths_t *p, const char *cmd)
 }
 
 /* Open the state read-only (for when the coordinator is down). */
-static int
-s_open_readonly(const char *state, coord_paths_t *p, coord_config_t *cfg, fl_store_t **store)
+int
+coord_open_readonly(const char *state, coord_paths_t *p, coord_config_t *cfg, fl_store_t **store)
 {
     int rc;
     if ((rc = coord_paths(state, p)) != 0)
@@ -356,8 +351,8 @@ s_print_json(json_t *j)
 
 /* Print a listing as JSON or through `render`, and release it; a NULL listing
  * is a database failure. Returns the exit code. */
-static int
-s_emit(json_t *list, bool json, void (*render)(const json_t *, FILE *))
+int
+coord_emit(json_t *list, bool json, void (*render)(const json_t *, FILE *))
 {
     if (!list)
         return fl_cli_fail(FL_EDB);
@@ -372,13 +367,13 @@ s_emit(json_t *list, bool json, void (*render)(const json_t *, FILE *))
 int
 coord_cmd_status(int argc, char **argv)
 {
-    common_opts_t o;
+    coord_common_opts_t o = {0};
     coord_paths_t p;
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int watch = 0, rc, exit_code = 1;
     fl_cli_set_prog("covey-coordinator status");
-    if ((rc = s_parse_common(argc, argv, &o,
+    if ((rc = coord_parse_common(argc, argv, &o,
                              "usage: covey-coordinator status [--state DIR] [--json] "
                              "[--watch[=SECS]]\n"
                              "\n"
@@ -405,7 +400,7 @@ coord_cmd_status(int argc, char **argv)
     free(o.args);
     do {
         json_t *st;
-        if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+        if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
             return fl_cli_fail(rc);
         st = s_admin_request(&p, "status");
         if (!st)
@@ -434,30 +429,33 @@ s_usage_agents(FILE *f)
     fprintf(f, "usage: covey-coordinator agents [list] [--state DIR] [--json]\n"
                "       covey-coordinator agents add NAME PUBLIC_KEY [--state DIR]\n"
                "       covey-coordinator agents revoke NAME [--state DIR]\n"
+               "       covey-coordinator agents rotate NAME NEW_PUBLIC_KEY [--state DIR]\n"
                "\n"
                "List the enrolled agents, admit an agent by its CURVE public key (the 40-character\n"
-               "Z85 key printed by 'covey-agent keygen', or its .pub file), or revoke one.\n"
+               "Z85 key printed by 'covey-agent keygen', or its .pub file), revoke one (its\n"
+               "key is refused at once, on every message), or move one to a new key (the old\n"
+               "key is refused from then on). Every change is audited.\n"
                "\n"
                "  --state DIR     state directory (default $COVEY_STATE or " DEFAULT_STATE ")\n"
                "  --json          machine-readable output (list)\n"
                "  -h, --help      show this help\n");
 }
 
-static int s_agents(const common_opts_t *op, const char *sub, char **args, int nargs);
+static int s_agents(const coord_common_opts_t *op, const char *sub, char **args, int nargs);
 
 int
 coord_cmd_agents(int argc, char **argv)
 {
-    common_opts_t o;
+    coord_common_opts_t o = {0};
     const char *sub = "list";
     int rc, exit_code;
-    char usage[1024];
+    char usage[2048];
     FILE *uf = fmemopen(usage, sizeof usage, "w");
     s_usage_agents(uf);
     fclose(uf);
 
     fl_cli_set_prog("covey-coordinator agents");
-    if ((rc = s_parse_common(argc, argv, &o, usage, NULL)) != 0 || o.help) {
+    if ((rc = coord_parse_common(argc, argv, &o, usage, NULL)) != 0 || o.help) {
         free(o.args);
         return rc;
     }
@@ -474,9 +472,9 @@ coord_cmd_agents(int argc, char **argv)
 }
 
 static int
-s_agents(const common_opts_t *op, const char *sub, char **args, int nargs)
+s_agents(const coord_common_opts_t *op, const char *sub, char **args, int nargs)
 {
-    const common_opts_t o = *op;
+    const coord_common_opts_t o = *op;
     coord_paths_t p;
     coord_config_t cfg;
     fl_store_t *store = NULL;
@@ -485,33 +483,44 @@ s_agents(const common_opts_t *op, const char *sub, char **args, int nargs)
     if (strcmp(sub, "list") == 0) {
         if (nargs)
             return fl_cli_error("unexpected argument '%s'", args[0]);
-        if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+        if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
             return fl_cli_fail(rc);
         json_t *list = s_admin_request(&p, "agents");
         if (!list)
             list = status_agents(store, NULL);
         fl_store_destroy(&store);
-        return s_emit(list, o.json, status_render_agents);
+        return coord_emit(list, o.json, status_render_agents);
     }
-    if (strcmp(sub, "add") == 0 || strcmp(sub, "revoke") == 0) {
-        bool add = strcmp(sub, "add") == 0;
-        char key[41];
+    if (strcmp(sub, "add") == 0 || strcmp(sub, "revoke") == 0 || strcmp(sub, "rotate") == 0) {
+        bool with_key = strcmp(sub, "revoke") != 0;
+        char key[41] = "";
         int64_t id;
-        if (nargs != (add ? 2 : 1))
-            return fl_cli_error(add ? "usage: agents add NAME PUBLIC_KEY" : "usage: agents revoke NAME");
+        if (nargs != (with_key ? 2 : 1))
+            return fl_cli_error("usage: agents %s NAME%s", sub, with_key ? " PUBLIC_KEY" : "");
         if ((rc = coord_paths(o.state, &p)) != 0 ||
             (rc = fl_store_open(p.db, FL_STORE_RW, &store)) != 0)
             return fl_cli_fail(rc);
-        if (add) {
-            if ((rc = fl_key_load_public(args[1], key)) == 0)
+        /* the change and its audit row commit together */
+        if ((!with_key || (rc = fl_key_load_public(args[1], key)) == 0) &&
+            (rc = fl_store_begin(store)) == 0) {
+            if (strcmp(sub, "add") == 0)
                 rc = fl_store_agent_add(store, args[0], key, fl_wall_ms(), &id);
-        } else {
-            rc = fl_store_agent_set_status(store, args[0], "revoked");
+            else if (strcmp(sub, "rotate") == 0)
+                rc = fl_store_agent_set_key(store, args[0], key);
+            else
+                rc = fl_store_agent_set_status(store, args[0], "revoked");
+            if (rc == 0 && (rc = coord_audit(store, coord_local_actor(), sub[0] == 'a' ? "agent.add"
+                                             : sub[0] == 'r' && sub[1] == 'o' ? "agent.rotate"
+                                                                               : "agent.revoke",
+                                             "name=%s key=%s", args[0], key)) == 0)
+                rc = fl_store_commit(store);
         }
         if (rc != 0) {
+            fl_store_rollback(store);
             exit_code = fl_cli_fail(rc);
         } else {
-            printf(add ? "agent '%s' admitted\n" : "agent '%s' revoked\n", args[0]);
+            printf("agent '%s' %s\n", args[0],
+                   sub[0] == 'a' ? "admitted" : sub[1] == 'o' ? "now uses the new key" : "revoked");
             exit_code = 0;
         }
         fl_store_destroy(&store);
@@ -523,13 +532,13 @@ s_agents(const common_opts_t *op, const char *sub, char **args, int nargs)
 int
 coord_cmd_rounds(int argc, char **argv)
 {
-    common_opts_t o;
+    coord_common_opts_t o = {0};
     coord_paths_t p;
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc;
     fl_cli_set_prog("covey-coordinator rounds");
-    if ((rc = s_parse_common(argc, argv, &o,
+    if ((rc = coord_parse_common(argc, argv, &o,
                              "usage: covey-coordinator rounds [--state DIR] [--json]\n"
                              "\n"
                              "Every round attempt with its phase, outcome, updates and metrics.\n"
@@ -545,11 +554,11 @@ coord_cmd_rounds(int argc, char **argv)
         return rc;
     }
     free(o.args);
-    if ((rc = s_open_readonly(o.state, &p, &cfg, &store)) != 0)
+    if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
         return fl_cli_fail(rc);
     json_t *list = status_rounds(store, 0);
     fl_store_destroy(&store);
-    return s_emit(list, o.json, status_render_rounds);
+    return coord_emit(list, o.json, status_render_rounds);
 }
 
 int
@@ -599,7 +608,7 @@ coord_cmd_export(int argc, char **argv)
     if (!out)
         return fl_cli_error("--out FILE is required (try --help)");
     char fedid[65];
-    if ((rc = s_open_readonly(state, &p, &cfg, &store)) != 0 ||
+    if ((rc = coord_open_readonly(state, &p, &cfg, &store)) != 0 ||
         (rc = fl_datakey_load(p.data_key, &dk)) != 0 ||
         (rc = coord_federation_id(store, fedid)) != 0 ||
         (rc = coord_checkpoint_open(store, dk, fedid, round, &info, &model, &mlen, &st, &slen)) !=

@@ -36,6 +36,8 @@ static const setting_t s_settings[] = {
     S("federation", "name", name, "covey", "a name for this federation, shown by status"),
     S("federation", "endpoint", endpoint, "tcp://*:7700",
       "where agents connect (CurveZMQ); open this TCP port in the firewall"),
+    S("federation", "enroll_endpoint", enroll_endpoint, "tcp://*:7701",
+      "where agents enroll with a join token (CurveZMQ; accepts nothing else), or off"),
     S("model", "spec", spec, "mlp:784-256-10",
       "architecture: softmax:D-C or mlp:D-H1-...-C (fixed at init)"),
     U("model", "seed", seed, 0, 1.8e19, "1", "seed of the initial weights and of agent sampling"),
@@ -163,6 +165,9 @@ s_validate(const coord_config_t *cfg)
     if (strncmp(cfg->endpoint, "tcp://", 6) != 0)
         return fl_fail(FL_EINVAL, "federation.endpoint: '%s' must start with tcp://",
                        cfg->endpoint);
+    if (strcmp(cfg->enroll_endpoint, "off") != 0 && strncmp(cfg->enroll_endpoint, "tcp://", 6) != 0)
+        return fl_fail(FL_EINVAL, "federation.enroll_endpoint: '%s' must start with tcp:// or be off",
+                       cfg->enroll_endpoint);
     if (cfg->min_fit > cfg->min_available)
         return fl_fail(FL_EINVAL, "rounds.min_fit (%llu) cannot exceed rounds.min_available (%llu)",
                        (unsigned long long)cfg->min_fit, (unsigned long long)cfg->min_available);

@@ -18,6 +18,7 @@ typedef struct coord_config {
     /* [federation] */
     char name[64];
     char endpoint[256];        /* bind address for agents, e.g. tcp://0.0.0.0:7700 */
+    char enroll_endpoint[256]; /* bind address for enrollment, or "off" */
     /* [model] */
     char spec[128];
     uint64_t seed;

@@ -33,6 +33,7 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "enroll.h"
 #include "fl_aggr.h"
 #include "fl_dp.h"
 #include "fl_keys.h"
@@ -52,6 +53,7 @@
 #define PULL_WINDOW 4              /* update chunks requested ahead */
 #define PULL_STALL_MS 15000        /* an update transfer that stalls this long is dropped */
 #define ZAP_DOMAIN "covey-agents"
+#define ZAP_DOMAIN_ENROLL "covey-enroll"
 
 typedef enum { PH_WAITING, PH_TRAIN, PH_EVAL, PH_COMPLETE } phase_t;
 
@@ -95,7 +97,7 @@ typedef struct coord {
     coord_paths_t paths;
     fl_store_t *store;
     fl_store_t *zap_store; /* used only by the ZAP thread */
-    void *ctx, *sock, *admin;
+    void *ctx, *sock, *admin, *enroll;
     fl_zap_t *zap;
     fl_keypair_t *kp;
     fl_datakey_t *dk;      /* seals checkpoints at rest */
@@ -467,7 +469,9 @@ s_maybe_start_round(coord_t *c)
         s->loss = s->acc = 0;
         s_record_agent(c, s, "selected", NULL);
     }
-    if (fl_store_commit(c->store) != 0) {
+    if (coord_audit(c->store, "coordinator", "round.start", "round=%lld attempt=%lld selected=%zu",
+                    (long long)c->round, (long long)c->attempt, k) != 0 ||
+        fl_store_commit(c->store) != 0) {
         fl_error("cannot commit the round start", "reason=\"%s\"", fl_errmsg());
         fl_store_rollback(c->store);
     }
@@ -514,6 +518,8 @@ s_finish_attempt(coord_t *c)
         row.ended_ms = fl_wall_ms();
         if (fl_store_round_put(c->store, &row) != 0)
             fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
+        (void)coord_audit(c->store, "coordinator", "round.fail", "round=%lld attempt=%lld reason=%s",
+                          (long long)c->round, (long long)c->attempt, why);
         fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
                 (long long)c->round, (long long)c->attempt, why);
         c->attempt++;
@@ -550,6 +556,7 @@ s_finish_attempt(coord_t *c)
     coord_model_digest(c->global, c->digest);
 
     /* COMMIT: round row, checkpoint and metrics in one transaction. */
+    char hexd[65];
     size_t state_len = fl_sopt_state_size(c->sopt);
     uint8_t *state = fl_xmalloc(state_len ? state_len : 1);
     fl_sopt_state_export(c->sopt, state);
@@ -568,6 +575,11 @@ s_finish_attempt(coord_t *c)
         rc = fl_store_metric_put(c->store, c->round, "train_accuracy", row.train_acc);
     if (rc == 0)
         rc = fl_store_metric_put(c->store, c->round, "updates", (double)c->received);
+    if (rc == 0)
+        rc = coord_audit(c->store, "coordinator", "round.commit",
+                         "round=%lld attempt=%lld updates=%lld rejected=%lld model=%s",
+                         (long long)c->round, (long long)c->attempt, (long long)c->received,
+                         (long long)c->rejected, coord_hex(c->digest, 32, hexd, sizeof hexd));
     if (rc == 0 && c->dp) {
         double eps = 0;
         char *text = NULL;
@@ -1178,6 +1190,8 @@ s_zap_check(const char *domain, const char *key, void *arg)
 {
     coord_t *c = arg;
     int64_t id;
+    if (strcmp(domain, ZAP_DOMAIN_ENROLL) == 0)
+        return 1; /* anyone may knock; only a valid join token gets further */
     if (strcmp(domain, ZAP_DOMAIN) != 0)
         return 0;
     return fl_store_agent_key_active(c->zap_store, key, &id) == 1;
@@ -1295,6 +1309,10 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
     fl_net_opts_default(&no);
     if ((rc = fl_net_server(c->ctx, c->cfg.endpoint, c->kp, ZAP_DOMAIN, &no, &c->sock)) != 0)
         return rc;
+    if (strcmp(c->cfg.enroll_endpoint, "off") != 0 &&
+        (rc = fl_net_server(c->ctx, c->cfg.enroll_endpoint, c->kp, ZAP_DOMAIN_ENROLL, &no,
+                            &c->enroll)) != 0)
+        return rc;
 
     /* The admin socket is for this user only: created under umask 077. */
     c->admin = zmq_socket(c->ctx, ZMQ_ROUTER);
@@ -1320,6 +1338,8 @@ s_teardown(coord_t *c)
     }
     if (c->sock)
         zmq_close(c->sock);
+    if (c->enroll)
+        zmq_close(c->enroll);
     fl_zap_stop(&c->zap);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
@@ -1363,6 +1383,7 @@ s_reload_config(coord_t *c)
     if (fl_log_parse_level(c->cfg.log_level, &lv) == 0)
         fl_log_set_level(lv);
     fl_info("configuration reloaded", "path=%s", c->paths.config);
+    (void)coord_audit(c->store, "signal:SIGHUP", "config.reload", "path=%s", c->paths.config);
     if (c->phase == PH_COMPLETE && !s_done_training(c))
         c->phase = PH_WAITING;
 }
@@ -1386,6 +1407,8 @@ coord_run(const coord_run_opts_t *opts)
         fl_error("coordinator cannot start", "reason=\"%s\"", fl_errmsg());
         goto out;
     }
+    (void)coord_audit(c->store, "coordinator", "coordinator.start", "pid=%ld round=%lld",
+                      (long)getpid(), (long long)c->round);
     char hex[17];
     fl_info("coordinator started",
             "federation=%s endpoint=%s model=%s params=%zu round=%lld checkpoint=%s pid=%ld",
@@ -1393,8 +1416,10 @@ coord_run(const coord_run_opts_t *opts)
             (long long)c->round, coord_hex(c->digest, 8, hex, sizeof hex), (long)getpid());
 
     while (!s_stop) {
-        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->admin, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 100);
+        zmq_pollitem_t items[3] = {{c->sock, 0, ZMQ_POLLIN, 0},
+                                   {c->admin, 0, ZMQ_POLLIN, 0},
+                                   {c->enroll, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, c->enroll ? 3 : 2, 100);
         if (n < 0 && zmq_errno() != EINTR) {
             fl_error("poll failed", "reason=\"%s\"", zmq_strerror(zmq_errno()));
             break;
@@ -1413,6 +1438,8 @@ coord_run(const coord_run_opts_t *opts)
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN))
             s_handle_admin(c);
+        if (n > 0 && c->enroll && (items[2].revents & ZMQ_POLLIN))
+            enroll_handle(c->enroll, c->store, c->cfg.name, c->cfg.endpoint, &c->invalid);
         s_tick(c);
         if (c->exit_when_done && c->phase == PH_COMPLETE)
             break;

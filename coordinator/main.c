@@ -17,6 +17,9 @@ static const fl_cli_cmd_t s_cmds[] = {
     {"agents", coord_cmd_agents, "list, add or revoke agents"},
     {"rounds", coord_cmd_rounds, "list every round attempt with its outcome and metrics"},
     {"export", coord_cmd_export, "write a round's global model as safetensors"},
+    {"token", coord_cmd_token, "create, list or revoke one-time join tokens for agents"},
+    {"audit", coord_cmd_audit, "the tamper-evident audit log: list, verify, head"},
+    {"admins", coord_cmd_admins, "operator keys and roles: add, list, revoke"},
 };
 
 int

@@ -3,11 +3,16 @@
  */
 #include "state.h"
 
+#include <pwd.h>
 #include <sodium.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_audit.h"
+#include "fl_log.h"
 #include "fl_model.h"
 
 int
@@ -144,4 +149,27 @@ coord_checkpoint_open(fl_store_t *store, const fl_datakey_t *dk, const char *fed
     *state_p = st;
     *state_len = st ? stlen : 0;
     return 0;
+}
+
+int
+coord_audit(fl_store_t *store, const char *actor, const char *action, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    int rc = fl_audit_append(store, fl_wall_ms(), actor, action, detail, NULL);
+    if (rc != 0)
+        fl_error("cannot write the audit log", "action=%s reason=\"%s\"", action, fl_errmsg());
+    return rc;
+}
+
+const char *
+coord_local_actor(void)
+{
+    static char buf[96];
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(buf, sizeof buf, "local:%s", pw ? pw->pw_name : "unknown");
+    return buf;
 }

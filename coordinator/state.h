@@ -43,6 +43,17 @@ void coord_model_digest(const fl_params_t *p, uint8_t out[32]);
 /* Hex of the first `n` bytes of a digest, for humans ("3fa2c1..."). */
 const char *coord_hex(const uint8_t *d, size_t n, char *buf, size_t size);
 
+/*
+ * Append an audit row (actor, action, printf-style detail); logs (never
+ * fails the caller) when the row cannot be written. Inside the caller's
+ * transaction it is part of it. Returns 0 or the error code.
+ */
+int coord_audit(fl_store_t *store, const char *actor, const char *action, const char *fmt, ...)
+    FL_PRINTF(4, 5);
+
+/* The actor name of a local command: "local:USER". */
+const char *coord_local_actor(void);
+
 /* The federation id (meta "federation_id") into out. */
 int coord_federation_id(fl_store_t *store, char out[65]) FL_MUST_CHECK;
 
