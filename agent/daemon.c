@@ -35,6 +35,7 @@
 #include "fl_net.h"
 #include "fl_partition.h"
 #include "fl_proto.h"
+#include "fl_sign.h"
 #include "fl_train.h"
 
 #define GET_WINDOW 4            /* model chunks requested ahead */
@@ -44,6 +45,7 @@
 
 typedef struct agent_opts {
     const char *coordinator, *server_key, *key, *data, *test_data, *partition, *log_level;
+    const char *state, *signing_key, *federation_id;
     size_t parts, index, threads;
     uint64_t seed;
 } agent_opts_t;
@@ -59,6 +61,9 @@ typedef struct job {
 
 typedef struct agent {
     agent_opts_t o;
+    agent_state_t st;          /* from --state DIR/agent.ini */
+    bool verify;               /* models must carry a valid coordinator signature */
+    uint8_t sign_pk[32];
     void *ctx, *sock, *mon, *pipe;
     fl_keypair_t *kp;
     char server_pub[41];
@@ -319,6 +324,21 @@ s_advance(agent_t *a)
         return;
     const fl_msg_t *t = &a->pending_task;
     if (a->have && sodium_memcmp(a->have_digest, t->digest, 32) == 0) {
+        /* a training task of round r starts from the model of round r-1 */
+        int64_t model_round = (int64_t)t->round - (t->type == FL_MSG_TRAIN ? 1 : 0);
+        if (a->verify && (!t->has_sig || fl_verify_model(a->sign_pk, a->o.federation_id,
+                                                         model_round, t->spec, t->digest,
+                                                         t->sig) != 0)) {
+            char why[256];
+            snprintf(why, sizeof why, "refusing to %s: %s",
+                     t->type == FL_MSG_TRAIN ? "train" : "evaluate",
+                     t->has_sig ? fl_errmsg() : "the model carries no signature");
+            fl_error("model signature check failed", "round=%llu reason=\"%s\"",
+                     (unsigned long long)t->round, why);
+            s_send_fail(a, t, why);
+            a->pending = false;
+            return;
+        }
         s_start_job(a, t);
         return;
     }
@@ -628,6 +648,15 @@ static int
 s_setup(agent_t *a)
 {
     int rc;
+    if (a->o.signing_key) {
+        if ((rc = fl_sign_pubkey_load(a->o.signing_key, a->sign_pk)) != 0)
+            return rc;
+        a->verify = true;
+    } else {
+        fl_warn("no --signing-key: models from the coordinator are NOT verified (enroll with a "
+                "join token, or pass --signing-key and --federation-id)",
+                NULL);
+    }
     if ((rc = fl_keypair_load(a->o.key, &a->kp)) != 0 ||
         (rc = fl_key_load_public(a->o.server_key, a->server_pub)) != 0 || (rc = s_load_data(a)) != 0)
         return rc;
@@ -679,10 +708,16 @@ s_usage_run(FILE *f)
             "itself, with backoff, whenever the coordinator is unreachable. Logs to stderr\n"
             "(logfmt); SIGTERM/SIGINT stop it.\n"
             "\n"
+            "  --state DIR         read everything below from DIR/agent.ini, written by\n"
+            "                      'covey-agent enroll' (flags given here win)\n"
             "  --coordinator EP    the coordinator's agents endpoint, e.g. tcp://10.0.0.5:7700\n"
             "  --server-key KEY    the coordinator's public key: 40 Z85 characters or its\n"
             "                      server.key.pub file\n"
             "  --key FILE          this agent's key pair (from 'covey-agent keygen'; mode 0600)\n"
+            "  --signing-key KEY   the coordinator's model-signing public key (hex or its\n"
+            "                      signing.key.pub); with it, unsigned or badly signed models\n"
+            "                      are refused\n"
+            "  --federation-id ID  the federation id the signatures name (with --signing-key)\n"
             "  --data SRC          training data: fashion-mnist, idx:IMAGES,LABELS or a .csv\n"
             "                      (default fashion-mnist)\n"
             "  --test-data SRC     held-out data for federated evaluation (default: the test\n"
@@ -696,7 +731,7 @@ s_usage_run(FILE *f)
 }
 
 static int
-s_parse_run(int argc, char **argv, agent_opts_t *o)
+s_parse_run(int argc, char **argv, agent_opts_t *o, agent_state_t *st)
 {
     static const struct option lo[] = {
         {"coordinator", required_argument, NULL, 'c'}, {"server-key", required_argument, NULL, 'k'},
@@ -705,10 +740,12 @@ s_parse_run(int argc, char **argv, agent_opts_t *o)
         {"parts", required_argument, NULL, 'P'},       {"index", required_argument, NULL, 'i'},
         {"seed", required_argument, NULL, 's'},        {"threads", required_argument, NULL, 'T'},
         {"log-level", required_argument, NULL, 'l'},   {"help", no_argument, NULL, 'h'},
+        {"state", required_argument, NULL, 'D'},       {"signing-key", required_argument, NULL, 'g'},
+        {"federation-id", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0}};
     int c;
+    bool parts_set = false, index_set = false, seed_set = false;
     memset(o, 0, sizeof *o);
-    o->data = "fashion-mnist";
     o->parts = 1;
     o->threads = 1;
     o->seed = 1;
@@ -723,9 +760,21 @@ s_parse_run(int argc, char **argv, agent_opts_t *o)
         case 't': o->test_data = optarg; break;
         case 'p': o->partition = optarg; break;
         case 'l': o->log_level = optarg; break;
-        case 'P': rc = fl_cli_size(optarg, "--parts", 1, 1000000, &o->parts); break;
-        case 'i': rc = fl_cli_size(optarg, "--index", 0, 999999, &o->index); break;
-        case 's': rc = fl_cli_u64(optarg, "--seed", 0, UINT64_MAX, &o->seed); break;
+        case 'D': o->state = optarg; break;
+        case 'g': o->signing_key = optarg; break;
+        case 'F': o->federation_id = optarg; break;
+        case 'P':
+            rc = fl_cli_size(optarg, "--parts", 1, 1000000, &o->parts);
+            parts_set = true;
+            break;
+        case 'i':
+            rc = fl_cli_size(optarg, "--index", 0, 999999, &o->index);
+            index_set = true;
+            break;
+        case 's':
+            rc = fl_cli_u64(optarg, "--seed", 0, UINT64_MAX, &o->seed);
+            seed_set = true;
+            break;
         case 'T': rc = fl_cli_size(optarg, "--threads", 1, 256, &o->threads); break;
         case 'h': s_usage_run(stdout); return -1;
         default: return fl_cli_error("unknown option (try --help)");
@@ -735,8 +784,36 @@ s_parse_run(int argc, char **argv, agent_opts_t *o)
     }
     if (optind < argc)
         return fl_cli_error("unexpected argument '%s' (try --help)", argv[optind]);
+    if (o->state) {
+        /* what enroll wrote; flags given on the command line win */
+        if (agent_state_load(o->state, st) != 0)
+            return fl_cli_error("%s", fl_errmsg());
+#define S_DEFAULT(field, value)                                                                    \
+    if (!o->field && (value)[0])                                                                   \
+        o->field = (value);
+        S_DEFAULT(coordinator, st->endpoint)
+        S_DEFAULT(server_key, st->server_key)
+        S_DEFAULT(key, st->key)
+        S_DEFAULT(signing_key, st->signing_key)
+        S_DEFAULT(federation_id, st->federation_id)
+        S_DEFAULT(data, st->data)
+        S_DEFAULT(test_data, st->test_data)
+        S_DEFAULT(partition, st->partition)
+#undef S_DEFAULT
+        if (!parts_set)
+            o->parts = (size_t)st->parts;
+        if (!index_set)
+            o->index = (size_t)st->index;
+        if (!seed_set)
+            o->seed = st->seed;
+    }
+    if (!o->data)
+        o->data = "fashion-mnist";
     if (!o->coordinator || !o->server_key || !o->key)
-        return fl_cli_error("--coordinator, --server-key and --key are required (try --help)");
+        return fl_cli_error("--coordinator, --server-key and --key (or --state DIR after "
+                            "'covey-agent enroll') are required (try --help)");
+    if (!o->signing_key != !o->federation_id)
+        return fl_cli_error("--signing-key and --federation-id go together");
     if (o->index >= o->parts)
         return fl_cli_error("--index %zu must be below --parts %zu", o->index, o->parts);
     return 0;
@@ -751,7 +828,7 @@ agent_cmd_run(int argc, char **argv)
     int rc, exit_code = 1;
 
     fl_cli_set_prog("covey-agent run");
-    if ((rc = s_parse_run(argc, argv, &a->o)) != 0) {
+    if ((rc = s_parse_run(argc, argv, &a->o, &a->st)) != 0) {
         free(a);
         return rc < 0 ? 0 : rc;
     }

@@ -8,6 +8,7 @@
 
 static const fl_cli_cmd_t s_cmds[] = {
     {"run", agent_cmd_run, "run the agent daemon: join a federation and train when asked"},
+    {"enroll", agent_cmd_enroll, "join a federation with a one-time token from the operator"},
     {"keygen", agent_cmd_keygen, "make this agent's CURVE key pair"},
     {"train", agent_cmd_train, "train a model on local data (no coordinator)"},
     {"eval", agent_cmd_eval, "evaluate a safetensors model on local data"},

@@ -21,28 +21,33 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+eport=$(free_port)
 rm -rf "$state"
 echo "== Covey demo: $agents agents, Fashion-MNIST split Dirichlet(0.5) by label, mlp:784-256-10, $rounds rounds"
 "$bin/covey-coordinator" init --state "$state" --model mlp:784-256-10 \
     --set federation.name=demo --set "federation.endpoint=tcp://127.0.0.1:$port" \
+    --set "federation.enroll_endpoint=tcp://127.0.0.1:$eport" \
     --set "rounds.rounds=$rounds" --set "rounds.min_fit=$agents" \
     --set "rounds.min_available=$agents" >/dev/null
 mkdir -p "$state/agents" "$state/logs"
-for i in $(seq 0 $((agents - 1))); do
-    pub=$("$bin/covey-agent" keygen --out "$state/agents/edge-$i.key")
-    "$bin/covey-coordinator" agents add "edge-$i" "$pub" --state "$state" >/dev/null
-done
-echo "   state in $state; coordinator on tcp://127.0.0.1:$port; logs in $state/logs/"
+echo "   state in $state; agents connect to tcp://127.0.0.1:$port; logs in $state/logs/"
 
 "$bin/covey-coordinator" run --state "$state" --exit-when-done 2>"$state/logs/coordinator.log" &
 coord=$!
 pids+=("$coord")
+# Each agent joins with a one-time token: it makes its own key pair (the
+# secret never leaves it) and learns the coordinator's keys from the token.
 for i in $(seq 0 $((agents - 1))); do
-    "$bin/covey-agent" run --coordinator "tcp://127.0.0.1:$port" \
-        --server-key "$state/server.key.pub" --key "$state/agents/edge-$i.key" \
-        --data fashion-mnist --partition dirichlet:0.5 --parts "$agents" --index "$i" --seed 42 \
-        2>"$state/logs/edge-$i.log" &
+    token=$("$bin/covey-coordinator" token create --name "edge-$i" --ttl 10m \
+        --host 127.0.0.1 --state "$state" 2>/dev/null)
+    "$bin/covey-agent" enroll "$token" --state "$state/agents/edge-$i" --data fashion-mnist \
+        --partition dirichlet:0.5 --parts "$agents" --index "$i" --seed 42 >/dev/null
+done
+echo "   $agents agents enrolled with one-time join tokens"
+for i in $(seq 0 $((agents - 1))); do
+    "$bin/covey-agent" run --state "$state/agents/edge-$i" 2>"$state/logs/edge-$i.log" &
     pids+=("$!")
 done
 
