@@ -8,6 +8,7 @@ logs attached rather than hanging. Ports are picked free by the kernel.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ import unittest
 BIN = os.environ.get("COVEY_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 COORD = os.path.join(BIN, "covey-coordinator")
 AGENT = os.path.join(BIN, "covey-agent")
+# A misbehaving agent built from libcovey (tests/tools/evil_agent.c).
+EVIL = os.path.join(BIN, "tools", "evil_agent")
 # Under sanitizers everything is several times slower: stretch every deadline.
 SLOW = 4.0 if os.environ.get("COVEY_ASAN") else 1.0
 
@@ -51,6 +54,7 @@ class Federation:
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
         self.procs = {}
         self.logs = {}
+        self.retired = []  # processes replaced by a restart under the same name
         self.model = model
         sets = {
             "federation.endpoint": self.endpoint,
@@ -84,13 +88,27 @@ class Federation:
                 "--parts", str(parts), "--index", str(index), "--seed", str(seed)] + list(extra)
         return self._spawn(name, args)
 
+    def start_evil(self, name, key, mode, extra=()):
+        """A misbehaving agent (tests/tools/evil_agent.c); its stdout reports
+        every reply it gets ("reply t=error reason=..."), see that file."""
+        args = [EVIL, "--coordinator", self.endpoint, "--server-key", self.server_pub,
+                "--key", key, "--mode", mode] + list(extra)
+        return self._spawn(name, args)
+
     # -- coordinator --------------------------------------------------------
     def start_coordinator(self, extra=()):
         return self._spawn("coordinator", [COORD, "run", "--state", self.state] + list(extra))
 
     def _spawn(self, name, args):
-        log = open(os.path.join(self.dir, name + ".log"), "ab")
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        """Start a process whose stdout and stderr go to <dir>/<name>.log
+        (appended to, so a restarted process keeps one log). Restarting a
+        name keeps the old process for close() to reap."""
+        old = self.procs.get(name)
+        if old is not None:
+            self.retired.append(old)
+        with open(os.path.join(self.dir, name + ".log"), "ab") as log:
+            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
         self.procs[name] = p
         self.logs[name] = log.name
         return p
@@ -108,6 +126,45 @@ class Federation:
     def log(self, name):
         with open(self.logs[name], "rb") as f:
             return f.read().decode(errors="replace")
+
+    def log_size(self, name):
+        """Bytes in a process's log so far: pass as `since` to wait_log to
+        look only at what is written from now on."""
+        try:
+            return os.path.getsize(self.logs[name])
+        except (KeyError, OSError):
+            return 0
+
+    def wait_log(self, name, pattern, timeout, since=0, poll=0.05):
+        """Wait until the log of `name`, from byte `since` on, matches the
+        regular expression `pattern`; returns the match. Fails with the log's
+        tail if the process exits first or the deadline (scaled by SLOW)
+        passes. Polls every `poll` s, so a test can act right after an event."""
+        deadline = time.time() + timeout * SLOW
+        rx = re.compile(pattern)
+        while True:
+            with open(self.logs[name], "rb") as f:
+                f.seek(since)
+                m = rx.search(f.read().decode(errors="replace"))
+            if m:
+                return m
+            p = self.procs.get(name)
+            if p is not None and p.poll() is not None:
+                raise AssertionError("%s exited (%s) before its log showed /%s/\n%s"
+                                     % (name, p.returncode, pattern, self.tail(name)))
+            if time.time() >= deadline:
+                raise AssertionError("timed out waiting for /%s/ in the log of %s\n%s"
+                                     % (pattern, name, self.tail(name)))
+            time.sleep(poll)
+
+    def wait_exit(self, name, timeout):
+        """Wait for a process to exit by itself; returns its exit code."""
+        p = self.procs[name]
+        try:
+            return p.wait(timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not exit within %ss\n%s"
+                                 % (name, timeout * SLOW, self.tail(name)))
 
     # -- observation ---------------------------------------------------------
     def status(self):
@@ -138,6 +195,17 @@ class Federation:
         except (KeyError, OSError):
             return ""
 
+    def checkpoint_digest(self, rnd):
+        """The hex BLAKE2b-256 digest of the checkpoint of round rnd, or None."""
+        rows = self.query("SELECT lower(hex(digest)) FROM checkpoints WHERE round = ?", (rnd,))
+        return rows[0][0] if rows else None
+
+    def agent_rows(self, name):
+        """(round, attempt, status, reason) of one agent's round_agents rows."""
+        return self.query("SELECT ra.round, ra.attempt, ra.status, ra.reason FROM round_agents ra "
+                          "JOIN agents a ON a.id = ra.agent_id WHERE a.name = ? "
+                          "ORDER BY ra.round, ra.attempt", (name,))
+
     def query(self, sql, args=()):
         con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
         try:
@@ -146,10 +214,19 @@ class Federation:
             con.close()
 
     def close(self):
+        # SIGTERM to all at once (so many processes stop in parallel), then
+        # reap each, with SIGKILL for any that does not stop in time.
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for name in list(self.procs):
             self.kill(name, signal.SIGTERM)
         for name in list(self.procs):
             self.kill(name, signal.SIGKILL)
+        for p in self.retired:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
         if os.environ.get("COVEY_KEEP_TMP"):
             print("kept", self.dir)
         else:
