@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -82,8 +83,11 @@ class Federation:
         run(COORD, "agents", "add", name, pub, "--state", self.state)
         return key
 
-    def start_agent(self, name, key, index, parts, partition="iid", seed=7, extra=()):
-        args = [AGENT, "run", "--coordinator", self.endpoint, "--server-key", self.server_pub,
+    def start_agent(self, name, key, index, parts, partition="iid", seed=7, extra=(),
+                    endpoint=None):
+        """endpoint: where the agent connects (default the coordinator's; e.g. a Relay)."""
+        args = [AGENT, "run", "--coordinator", endpoint or self.endpoint,
+                "--server-key", self.server_pub,
                 "--key", key, "--data", "fashion-mnist", "--partition", partition,
                 "--parts", str(parts), "--index", str(index), "--seed", str(seed)] + list(extra)
         return self._spawn(name, args)
@@ -227,15 +231,122 @@ class Federation:
             if p.poll() is None:
                 p.kill()
             p.wait()
-        if os.environ.get("COVEY_KEEP_TMP"):
+        # Under sanitizers a report in any child fails the test that ran it.
+        reports = self.sanitizer_reports()
+        if os.environ.get("COVEY_KEEP_TMP") or reports:
             print("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer reports in %s:\n%s" % (self.dir, "\n".join(reports)))
+
+    def sanitizer_reports(self):
+        """First lines of AddressSanitizer/LeakSanitizer/UBSan reports in the logs."""
+        out = []
+        for name, path in self.logs.items():
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            for m in re.finditer(r"(?m)^.*(ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                                 r"runtime error:).*$", text):
+                out.append("%s: %s" % (name, m.group(0)[:300]))
+        return out
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 between agents and a coordinator, for network
+    faults the processes cannot stage themselves. It forwards bytes both ways
+    (CurveZMQ passes through untouched) and, with cut_after=n, loses the read
+    in which a connection's coordinator-to-agent bytes pass n, then closes that
+    connection, as a network failure that drops a reply in flight would (pick
+    n inside a model chunk, e.g. 1.5 model sizes: the second download). `cuts`
+    counts the connections cut. Threads are daemons; close() stops accepting
+    and closes every socket.
+    """
+
+    def __init__(self, target_port, cut_after=None):
+        self.target_port, self.cut_after = target_port, cut_after
+        self.cuts = 0
+        self.lock = threading.Lock()
+        self.socks = []
+        self.closed = False
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.endpoint = "tcp://127.0.0.1:%d" % self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                down, _ = self.srv.accept()
+            except OSError:
+                return
+            up = socket.socket()
+            try:
+                up.connect(("127.0.0.1", self.target_port))
+            except OSError:
+                down.close()  # coordinator down: the agent retries
+                up.close()
+                continue
+            with self.lock:
+                self.socks += [down, up]
+            threading.Thread(target=self._pump, args=(down, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, True), daemon=True).start()
+
+    def _pump(self, src, dst, to_agent):
+        sent = 0
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                sent += len(data)
+                if to_agent and self.cut_after is not None and sent > self.cut_after:
+                    with self.lock:
+                        self.cuts += 1
+                    break  # lost in flight, and the connection with it
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        self.srv.close()
+        with self.lock:
+            for s in self.socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+
+class _TimedResult(unittest.TextTestResult):
+    """Prints each test's wall time after its verdict."""
+
+    def startTest(self, test):
+        self._t0 = time.time()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.stream.writeln("    (%.1f s)" % (time.time() - self._t0))
 
 
 def main():
     """unittest main that prints the plain closing line 'N passed, N failed'."""
-    prog = unittest.main(exit=False, verbosity=2)
+    runner = unittest.TextTestRunner(verbosity=2, resultclass=_TimedResult)
+    prog = unittest.main(exit=False, testRunner=runner)
     r = prog.result
     failed = len(r.failures) + len(r.errors)
     print("%s: %d passed, %d failed" % (os.path.basename(sys.argv[0]), r.testsRun - failed, failed))

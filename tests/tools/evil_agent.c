@@ -20,14 +20,18 @@
  *   exit replies=N          on SIGTERM/SIGINT or after --exit-after seconds
  *
  * Every other task (an "eval", a later round, a retried attempt) is declined
- * at once with "fail", so this agent never holds a round up by accident.
+ * at once with "fail", so this agent never holds a round up by accident;
+ * except in mode "zero", which sends its zero update for every train task.
  * The gate lets a test keep the round open until every misbehaving agent is
  * done (the round closes only when no selected agent is pending), so that,
  * e.g., a duplicate "ready" arrives while the round still runs.
  *
  * Modes (see s_modes): "hello" is well behaved apart from declining tasks;
  * "zero" trains nothing but sends a valid all-zero update of weight --samples
- * (a deterministic participant for reference runs); the update modes take
+ * in every round (a deterministic participant for reference runs; with
+ * --stall-round R it never answers the pulls of the first attempt of round R
+ * that it sees, which keeps the coordinator in the middle of a transfer for
+ * as long as a test likes); the update modes take
  * part in the round with an invalid update or transfer; the message modes
  * send one malformed or unexpected message during the round.
  *
@@ -66,7 +70,7 @@ static const struct {
     const char *help;
 } s_modes[] = {
     {"hello", K_BENIGN, "say hello, print replies, decline every task"},
-    {"zero", K_UPDATE, "a valid all-zero update (weight --samples)"},
+    {"zero", K_UPDATE, "a valid all-zero update (weight --samples) in every round"},
     {"dupready", K_UPDATE, "as zero, then announce the same update again after its ack"},
     {"nan", K_UPDATE, "an update holding one NaN"},
     {"inf", K_UPDATE, "an update holding one +Inf"},
@@ -97,6 +101,9 @@ typedef struct evil {
     size_t mode;
     uint64_t samples;
     int64_t reply_wait_ms, exit_after_ms;
+    uint64_t stall_round;              /* zero: leave this round's pulls unanswered */
+    bool stall_set;
+    uint64_t stall_attempt;
 
     void *ctx, *sock, *mon;
     fl_keypair_t *kp;
@@ -383,6 +390,17 @@ s_on_pull(evil_t *e, const fl_msg_t *m)
         s_send_fail(e, m, "no such update");
         return;
     }
+    if (e->stall_round != 0 && m->round == e->stall_round) {
+        if (!e->stall_set) {
+            e->stall_set = true;
+            e->stall_attempt = m->attempt;
+        }
+        if (m->attempt == e->stall_attempt) {
+            printf("stalled pull round=%llu attempt=%llu\n", (unsigned long long)m->round,
+                   (unsigned long long)m->attempt);
+            return;
+        }
+    }
     fl_msg_init(&u, FL_MSG_UPD);
     u.round = m->round;
     u.attempt = m->attempt;
@@ -404,17 +422,26 @@ s_on_pull(evil_t *e, const fl_msg_t *m)
 
 /* ------------------------------------------------------------- receiving */
 
-/* A task: the first train is the one to misbehave in; any other is declined. */
+/* A task: the first train is the one to misbehave in; any other is declined
+ * (mode zero takes every train: a new one replaces the task in hand). */
 static void
 s_on_task(evil_t *e, const fl_msg_t *m)
 {
     if (e->have_task && m->type == FL_MSG_TRAIN && m->round == e->task.round &&
         m->attempt == e->task.attempt)
         return; /* the same task again, after a reconnection */
-    if (e->have_task || m->type != FL_MSG_TRAIN || s_modes[e->mode].kind == K_BENIGN ||
-        s_is(e, "nohello")) {
+    bool again = s_is(e, "zero") && m->type == FL_MSG_TRAIN;
+    if ((e->have_task && !again) || m->type != FL_MSG_TRAIN ||
+        s_modes[e->mode].kind == K_BENIGN || s_is(e, "nohello")) {
         s_send_fail(e, m, "evil agent: declining");
         return;
+    }
+    if (e->have_task) { /* zero: start over with the new task */
+        free(e->model);
+        free(e->update);
+        e->model = NULL;
+        e->update = NULL;
+        e->sent_ready = e->first_pull_done = false;
     }
     e->have_task = true;
     e->task = *m;
@@ -547,6 +574,7 @@ s_usage(FILE *f)
                "  --samples N       n_train in hello and n_samples of the update (default 1000)\n"
                "  --reply-wait MS   how long to wait for the reply to the misbehaviour (5000)\n"
                "  --exit-after S    exit after S seconds (default 600)\n"
+               "  --stall-round R   zero: leave the pulls of the first attempt of round R unanswered\n"
                "\nModes:\n");
     for (size_t i = 0; i < N_MODES; i++)
         fprintf(f, "  %-15s %s\n", s_modes[i].name, s_modes[i].help);
@@ -560,7 +588,8 @@ s_parse(int argc, char **argv, evil_t *e)
         {"key", required_argument, NULL, 'K'},         {"mode", required_argument, NULL, 'm'},
         {"gate", required_argument, NULL, 'g'},        {"samples", required_argument, NULL, 's'},
         {"reply-wait", required_argument, NULL, 'w'},  {"exit-after", required_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+        {"stall-round", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *mode = NULL;
     uint64_t wait_ms = 5000, exit_s = 600;
     int c;
@@ -582,6 +611,10 @@ s_parse(int argc, char **argv, evil_t *e)
             break;
         case 'x':
             if (fl_parse_u64(optarg, "--exit-after", &exit_s) != 0 || exit_s > 86400)
+                return 2;
+            break;
+        case 'r':
+            if (fl_parse_u64(optarg, "--stall-round", &e->stall_round) != 0)
                 return 2;
             break;
         case 'h': s_usage(stdout); return -1;
