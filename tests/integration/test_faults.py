@@ -261,7 +261,7 @@ class StrangerTest(covey.unittest.TestCase):
 
             # the enrolled agents work; the strangers are refused at the handshake
             def ok(s):
-                self.assertLessEqual(s["agents"]["online"], 2)
+                self.assertLessEqual(s["agents"]["online"] or 0, 2)  # null until it runs
                 return s["rounds_done"] >= 2
             fed.wait_for("2 rounds", ok, 120)
             fed.wait_log("stranger", r"the coordinator refused the connection", 30)

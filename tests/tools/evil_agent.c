@@ -101,7 +101,7 @@ typedef struct evil {
     size_t mode;
     uint64_t samples;
     int64_t reply_wait_ms, exit_after_ms;
-    uint64_t stall_round;              /* zero: leave this round's pulls unanswered */
+    uint64_t stall_round; /* zero: leave this round's first attempt's pulls unanswered */
     bool stall_set;
     uint64_t stall_attempt;
 
@@ -567,14 +567,15 @@ s_usage(FILE *f)
 {
     fprintf(f, "usage: evil_agent --coordinator EP --server-key KEY --key FILE --mode MODE\n"
                "                  [--gate FILE] [--samples N] [--reply-wait MS] [--exit-after S]\n"
+               "                  [--stall-round R]\n"
                "\n"
                "A misbehaving Covey agent for the integration tests; prints what it receives.\n"
                "\n"
-               "  --gate FILE       after the misbehaviour, give the task up only once FILE exists\n"
+               "  --gate FILE       after the misbehaviour, give the task up once FILE exists\n"
                "  --samples N       n_train in hello and n_samples of the update (default 1000)\n"
                "  --reply-wait MS   how long to wait for the reply to the misbehaviour (5000)\n"
                "  --exit-after S    exit after S seconds (default 600)\n"
-               "  --stall-round R   zero: leave the pulls of the first attempt of round R unanswered\n"
+               "  --stall-round R   zero: never answer the pulls of round R's first attempt\n"
                "\nModes:\n");
     for (size_t i = 0; i < N_MODES; i++)
         fprintf(f, "  %-15s %s\n", s_modes[i].name, s_modes[i].help);
