@@ -344,7 +344,7 @@ s_advance(agent_t *a)
     }
     if (a->dl_active && sodium_memcmp(a->dl_digest, t->digest, 32) == 0 &&
         a->dl_total == t->nbytes)
-        return; /* transfer already under way */
+        return; /* already under way (a reconnection resumed it: s_handle_monitor) */
     if (t->nbytes > a->mcap) {
         free(a->mbuf);
         a->mbuf = fl_xmalloc_aligned(t->nbytes);
@@ -542,6 +542,11 @@ s_handle_monitor(agent_t *a)
         a->need_hello = true;
         a->refused_backoff_ms = 0;
         s_send_hello(a);
+        if (a->dl_active) { /* resume the model transfer on the new connection */
+            a->dl_next = a->dl_got;
+            a->dl_last_ms = fl_now_ms();
+            s_request_chunks(a);
+        }
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
         if (a->connected)
             fl_warn("lost the coordinator; reconnecting", "endpoint=%s", a->o.coordinator);

@@ -136,12 +136,12 @@ s_first_nonfinite(const float *u, size_t n)
     return n;
 }
 
-/* Do [a, a+n) and [b, b+n) overlap? (addresses compared as integers) */
+/* Do [a, a+na) and [b, b+nb) overlap? (addresses compared as integers) */
 static bool
-s_overlap(const float *a, const float *b, size_t n)
+s_overlap(const float *a, size_t na, const float *b, size_t nb)
 {
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b, len = n * sizeof(float);
-    return x < y + len && y < x + len;
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + nb * sizeof(float) && y < x + na * sizeof(float);
 }
 
 int
@@ -175,7 +175,8 @@ fl_aggr_chunk(fl_aggr_t *self, size_t offset, const float *data, size_t n)
     }
     /* The kernels take restrict pointers; passing the aggregator's own
      * buffers back in is a programming error. */
-    assert(!s_overlap(data, self->sum, self->numel) && !s_overlap(data, self->spare, self->numel));
+    assert(!s_overlap(data, n, self->sum, self->numel) &&
+           !s_overlap(data, n, self->spare, self->numel));
     uint32_t maxbits = self->count ? s_axpy_checked(self->spare + offset, self->sum + offset, data,
                                                     n, self->w)
                                    : s_scale_checked(self->spare + offset, data, n, self->w);

@@ -373,7 +373,16 @@ fl_net_recv(void *sock, bool router, fl_net_msg_t *m, int flags)
                      "optional data)",
                      m->user_id[0] ? m->user_id : "an unidentified peer", payload);
 out:
-    if (rc < 0)
+    if (rc < 0) {
+        /* a refused message keeps who sent it (routing id and User-Id), so
+         * the receiver can answer with an error; its frames are released */
+        size_t rid_len = rc == FL_EPROTO ? m->rid_len : 0;
+        char uid[sizeof m->user_id];
+        memcpy(uid, m->user_id, sizeof uid);
         fl_net_msg_close(m);
+        m->rid_len = rid_len;
+        if (rc == FL_EPROTO)
+            memcpy(m->user_id, uid, sizeof uid);
+    }
     return rc;
 }

@@ -139,7 +139,8 @@ typedef struct fl_net_msg {
  * two, or a routing id over FL_NET_MAX_RID bytes — which is read to its end
  * and dropped, so the socket stays usable (the caller logs fl_errmsg(), which
  * names the sender's key, and carries on); FL_EIO otherwise. On failure m
- * holds nothing, and fl_net_msg_close on it is harmless.
+ * holds no frames (fl_net_msg_close on it is harmless), but after FL_EPROTO
+ * it keeps routing_id/rid_len and user_id, so a ROUTER can answer the sender.
  */
 int fl_net_recv(void *sock, bool router, fl_net_msg_t *m, int flags) FL_MUST_CHECK;
 

@@ -82,6 +82,7 @@ typedef struct sess {
     uint8_t rid[256];
     size_t rid_len;
     int64_t last_seen_ms;
+    bool hello;               /* said hello on this connection: may be given tasks */
     uint64_t n_train, n_test;
     char version[32];
     role_t role;
@@ -170,7 +171,8 @@ s_sess_by_key(coord_t *c, const char *key)
 static bool
 s_online(const coord_t *c, const sess_t *s)
 {
-    return s->rid_len > 0 && fl_now_ms() - s->last_seen_ms < (int64_t)c->cfg.stale_after * 1000;
+    return s->hello && s->rid_len > 0 &&
+           fl_now_ms() - s->last_seen_ms < (int64_t)c->cfg.stale_after * 1000;
 }
 
 static bool
@@ -236,6 +238,9 @@ s_sess_for(coord_t *c, const char *key, const uint8_t *rid, size_t rid_len)
         snprintf(s->key, sizeof s->key, "%s", key);
     }
     snprintf(s->name, sizeof s->name, "%s", row.name);
+    /* a new connection (another routing id) must say hello again */
+    if (rid_len != s->rid_len || memcmp(rid, s->rid, rid_len) != 0)
+        s->hello = false;
     if (rid_len <= sizeof s->rid) {
         memcpy(s->rid, rid, rid_len);
         s->rid_len = rid_len;
@@ -940,6 +945,8 @@ s_on_evald(coord_t *c, sess_t *s, const fl_msg_t *m)
 {
     if (c->phase != PH_EVAL || m->round != (uint64_t)c->eval_round || s->role != R_EVAL_ASKED) {
         c->invalid++;
+        fl_warn("evaluation result refused", "agent=%s round=%llu reason=\"no evaluation of "
+                "this round is in progress\"", s->name, (unsigned long long)m->round);
         s_send_reason(c, s, FL_MSG_REJECT, "no evaluation of this round is in progress");
         return;
     }
@@ -971,6 +978,7 @@ static void
 s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
 {
     fl_msg_t r;
+    s->hello = true;
     s->n_train = m->n_train;
     s->n_test = m->n_test;
     snprintf(s->version, sizeof s->version, "%s", m->version);
@@ -1003,8 +1011,17 @@ s_handle_agent_msg(coord_t *c)
     if (rc == FL_ETIMEOUT)
         return;
     if (rc != 0) {
-        c->invalid++;
-        fl_warn("malformed transport message dropped", "reason=\"%s\"", fl_errmsg());
+        char why[256];
+        snprintf(why, sizeof why, "%s", fl_errmsg());
+        sess_t *s = rc == FL_EPROTO && nm.user_id[0] && nm.rid_len
+                        ? s_sess_for(c, nm.user_id, nm.routing_id, nm.rid_len)
+                        : NULL;
+        if (s) {
+            s_invalid(c, s, s->name, why); /* counted, logged and answered */
+        } else {
+            c->invalid++;
+            fl_warn("malformed transport message dropped", "reason=\"%s\"", why);
+        }
         return;
     }
     sess_t *s = s_sess_for(c, nm.user_id, nm.routing_id, nm.rid_len);
@@ -1023,6 +1040,11 @@ s_handle_agent_msg(coord_t *c)
     if (wants_data != nm.has_data) {
         s_invalid(c, s, s->name,
                   wants_data ? "upd without its data frame" : "unexpected data frame");
+        fl_net_msg_close(&nm);
+        return;
+    }
+    if (!s->hello && m.type != FL_MSG_HELLO) {
+        s_invalid(c, s, s->name, "send hello first");
         fl_net_msg_close(&nm);
         return;
     }

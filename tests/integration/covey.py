@@ -53,12 +53,14 @@ class Federation:
         self.state = os.path.join(self.dir, "state")
         self.port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.enroll_port = free_port()
         self.procs = {}
         self.logs = {}
         self.retired = []  # processes replaced by a restart under the same name
         self.model = model
         sets = {
             "federation.endpoint": self.endpoint,
+            "federation.enroll_endpoint": "tcp://127.0.0.1:%d" % self.enroll_port,
             "federation.name": name,
             "rounds.stale_after": "6",
             "rounds.train_timeout": str(int(60 * SLOW)),
