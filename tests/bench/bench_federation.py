@@ -39,7 +39,7 @@ shared with other work, and N agents share its 2 cores, so training times
 stretch with N; the figures are noisy.
 
 usage: bench_federation.py [--quick]
-  --quick       8 and 32 agents only, 0.2M and 1M models, 3 rounds
+  --quick       8 and 32 agents only, 0.2M and 1M models, 3 rounds (or COVEY_BENCH_QUICK=1)
   env COVEY_BIN (required: build directory), COVEY_BENCH_BUDGET_S (default 300),
       COVEY_KEEP_TMP=1 keeps the logs and states
 """
@@ -367,7 +367,7 @@ def fmt(v, spec="%.3f", none="-"):
 
 
 def main():
-    quick = "--quick" in sys.argv[1:]
+    quick = "--quick" in sys.argv[1:] or os.environ.get("COVEY_BENCH_QUICK") == "1"
     if not BIN or not os.access(COORD, os.X_OK) or not os.access(AGENT, os.X_OK):
         print("bench_federation: COVEY_BIN must name a build directory with covey-coordinator "
               "and covey-agent (run 'make bench')")
@@ -457,6 +457,9 @@ def main():
             print("  ran %-4s x %3d agents, %d rounds: %.1f s%s" %
                   (label, n, rounds, r["secs"], " (deadline hit)" if r.get("timeout") else ""),
                   flush=True)
+        if quick:
+            skipped.append("quick run: %s models and %s agents only (no 10M, no 128 agents)"
+                           % ("/".join(m[0] for m in models), "/".join(map(str, counts))))
         report(results, skipped, net)
         print("\nbench_federation: %.1f s" % (time.time() - t_begin))
     finally:
@@ -494,7 +497,7 @@ def report(results, skipped, net):
           "-> committed")
     print("   c.CPU / a.CPU = CPU time of the coordinator / of all agents together per second "
           "of wall time")
-    print("   over rounds 2..R (200%% = both vCPUs); warn = warning and error lines in the "
+    print("   over rounds 2..R (200% = both vCPUs); warn = warning and error lines in the "
           "coordinator log")
     print("   reference: " + FLOWER)
 
@@ -513,8 +516,9 @@ def report(results, skipped, net):
              fmt(net.get("tcp_stream") if net else None), fmt(b2)))
     if cs and b2:
         serial = 1 / (1 / cs + 1 / b2)
-        print("   (transfer then a separate BLAKE2b pass over the model, as the agent does, "
-              "cannot exceed %.3f GB/s = %.0f%% of the stream)" % (serial, 100 * serial / cs))
+        print("   (the transfer followed by a separate BLAKE2b pass over the model, as the agent "
+              "does it,\n   cannot exceed %.3f GB/s = %.0f%% of the stream)"
+              % (serial, 100 * serial / cs))
     print("   %-5s %4s %8s %10s %8s %10s %8s" % ("model", "N", "MB", "download", "vs raw",
                                               "upload", "vs raw"))
     for r in one + fed:
@@ -533,17 +537,20 @@ def report(results, skipped, net):
     print("   transfer stalls (agent re-requested after 5 s): %d" % stalls)
 
     print("\n4. Coordinator peak RSS (VmHWM) vs goal 3 x model bytes + 64 KiB per agent (MiB)")
-    print("   %-5s %4s %9s %9s %9s %8s %11s" % ("model", "N", "VmHWM", "at start", "goal",
-                                                 "HWM/goal", "agent HWM"))
+    print("   %-5s %4s %9s %9s %9s %8s %13s %10s" % ("model", "N", "VmHWM", "at start", "goal",
+                                                     "HWM/goal", "KiB/agent", "agent HWM"))
     for r in one + fed:
         goal = 3 * r["model_bytes"] + 64 * 1024 * r["n"]
         hwm, base = r.get("coord_hwm"), r.get("coord_base_rss")
-        print("   %-5s %4d %9s %9s %9.1f %8s %11s" % (
+        print("   %-5s %4d %9s %9s %9.1f %8s %13s %10s" % (
             r["label"], r["n"], fmt(hwm / 2**20 if hwm else None, "%.1f"),
             fmt(base / 2**20 if base else None, "%.1f"), goal / 2**20,
             fmt(hwm / goal if hwm else None, "%.2f"),
+            fmt((hwm - base) / 1024 / r["n"] if hwm and base else None, "%.0f") + " (64)",
             fmt(r["agent_hwm"] / 2**20 if r.get("agent_hwm") else None, "%.1f")))
-    print("   at start = VmRSS once the coordinator has started (model loaded, no agent yet)")
+    print("   at start = VmRSS once the coordinator has started (model loaded, no agent yet);")
+    print("   KiB/agent = (VmHWM - at start) / N, goal in brackets; agent HWM = the largest "
+          "agent's VmHWM")
 
     if skipped:
         print("\nNot measured:")
