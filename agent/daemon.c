@@ -78,6 +78,7 @@ typedef struct agent {
     uint8_t dl_digest[32];
     size_t dl_total, dl_got, dl_next;
     int64_t dl_last_ms;
+    crypto_generichash_state dl_hash; /* over the chunks received, in order */
 
     /* the task waiting for its model, and the one on the worker */
     bool pending;
@@ -355,6 +356,7 @@ s_advance(agent_t *a)
     memcpy(a->dl_digest, t->digest, 32);
     a->dl_total = t->nbytes;
     a->dl_got = a->dl_next = 0;
+    crypto_generichash_init(&a->dl_hash, NULL, 0, 32);
     a->dl_last_ms = fl_now_ms();
     fl_info("downloading the global model", "bytes=%zu", a->dl_total);
     s_request_chunks(a);
@@ -393,6 +395,9 @@ s_on_chunk(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
         return;
     }
     memcpy(a->mbuf + a->dl_got, data, len);
+    /* hashed as it arrives (chunks are accepted only in order), so the
+     * transfer needs no second pass over the model at the end */
+    crypto_generichash_update(&a->dl_hash, data, len);
     a->dl_got += len;
     a->dl_last_ms = fl_now_ms();
     if (a->dl_got < a->dl_total) {
@@ -400,7 +405,7 @@ s_on_chunk(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
         return;
     }
     a->dl_active = false;
-    crypto_generichash(digest, 32, a->mbuf, a->dl_total, NULL, 0);
+    crypto_generichash_final(&a->dl_hash, digest, 32);
     if (sodium_memcmp(digest, a->dl_digest, 32) != 0) {
         if (a->pending)
             s_send_fail(a, &a->pending_task, "downloaded model does not match its digest");

@@ -265,6 +265,12 @@ coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *us
             goto help;
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
+        } else if ((strcmp(a, "--remote") == 0 || strcmp(a, "--server-key") == 0 ||
+                    strcmp(a, "--key") == 0) && !o->passthrough) {
+            if (i + 1 >= argc)
+                return fl_cli_error("%s needs a value (try --help)", a);
+            const char **dst = a[2] == 'r' ? &o->remote : a[2] == 's' ? &o->server_key : &o->key;
+            *dst = argv[++i];
         } else if (strcmp(a, "--state") == 0 || strncmp(a, "--state=", 8) == 0) {
             if (a[7] == '=')
                 o->state = a + 8;
@@ -283,6 +289,8 @@ coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *us
             return fl_cli_error("unknown option '%s' (try --help)", a);
         }
     }
+    if (o->remote && (!o->server_key || !o->key))
+        return fl_cli_error("--remote needs --server-key and --key (try --help)");
     return 0;
 help:
     fputs(usage, stdout);
@@ -291,26 +299,42 @@ help:
 }
 
 /*
- * Ask the running coordinator over the admin socket. Returns the reply, or
- * NULL when no coordinator answers within the timeout (it is not running).
+ * Ask the running coordinator: over the local admin socket (DIR/admin.sock),
+ * or with --remote over CURVE with an admin key. Returns the JSON reply, or
+ * NULL: when no coordinator answers within the timeout (locally: it is not
+ * running; *refused stays false), or when it answered with an error (the
+ * reason in fl_errmsg(); *refused set).
  */
 static json_t *
-s_admin_request(const coord_paths_t *p, const char *cmd)
+s_admin_call(const coord_common_opts_t *o, const coord_paths_t *p, json_t *req, bool *refused)
 {
     struct stat st;
     json_t *reply = NULL;
-    if (stat(p->admin, &st) != 0)
+    fl_keypair_t *kp = NULL;
+    char server[41];
+    *refused = false;
+    if (!o->remote && stat(p->admin, &st) != 0)
         return NULL;
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_REQ);
-    int linger = 0, timeout = 3000;
+    int linger = 0, timeout = 5000, is_server = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
-    if (zmq_connect(s, p->admin_endpoint) == 0) {
-        char req[128];
-        snprintf(req, sizeof req, "{\"cmd\":\"%s\"}", cmd);
-        if (zmq_send(s, req, strlen(req), 0) >= 0) {
+    if (o->remote) {
+        if (fl_key_load_public(o->server_key, server) != 0 ||
+            fl_keypair_load(o->key, &kp) != 0) {
+            *refused = true;
+            goto out;
+        }
+        zmq_setsockopt(s, ZMQ_CURVE_SERVER, &is_server, sizeof is_server);
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, fl_keypair_public(kp), 40);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, fl_keypair_secret(kp), 40);
+    }
+    if (zmq_connect(s, o->remote ? o->remote : p->admin_endpoint) == 0) {
+        char *body = json_dumps(req, JSON_COMPACT);
+        if (zmq_send(s, body, strlen(body), 0) >= 0) {
             zmq_msg_t m;
             zmq_msg_init(&m);
             if (zmq_msg_recv(&m, s, 0) >= 0) {
@@ -319,14 +343,34 @@ s_admin_request(const coord_paths_t *p, const char *cmd)
             }
             zmq_msg_close(&m);
         }
+        free(body);
     }
+    if (!reply && o->remote) {
+        *refused = true;
+        fl_fail(FL_ETIMEOUT, "no answer from %s (is the admin endpoint on, the key admitted as an "
+                "admin, --server-key right?)", o->remote);
+    }
+out:
     zmq_close(s);
     zmq_ctx_term(ctx);
+    fl_keypair_destroy(&kp);
     if (reply && json_object_get(reply, "error")) {
-        fl_fail(FL_EIO, "coordinator: %s", json_string_value(json_object_get(reply, "error")));
+        fl_fail(FL_EPERM, "coordinator: %s", json_string_value(json_object_get(reply, "error")));
         json_decref(reply);
+        *refused = true;
         return NULL;
     }
+    return reply;
+}
+
+/* s_admin_call with a request {"cmd": cmd}. */
+static json_t *
+s_admin_request(const coord_common_opts_t *o, const coord_paths_t *p, const char *cmd,
+                bool *refused)
+{
+    json_t *req = json_pack("{s:s}", "cmd", cmd);
+    json_t *reply = s_admin_call(o, p, req, refused);
+    json_decref(req);
     return reply;
 }
 
@@ -386,6 +430,10 @@ coord_cmd_status(int argc, char **argv)
                              DEFAULT_STATE ")\n"
                              "  --json          machine-readable output\n"
                              "  --watch[=SECS]  refresh every SECS seconds (default 2)\n"
+                             "  --remote EP     ask a coordinator elsewhere over CURVE, e.g.\n"
+                             "                  tcp://coord:7702 (its admin endpoint), with\n"
+                             "  --server-key K  its public key (Z85 or server.key.pub) and\n"
+                             "  --key FILE      your admin key pair (see 'admins --help')\n"
                              "  -h, --help      show this help\n",
                              &watch)) != 0 ||
         o.help) {
@@ -399,15 +447,21 @@ coord_cmd_status(int argc, char **argv)
     }
     free(o.args);
     do {
-        json_t *st;
-        if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
-            return fl_cli_fail(rc);
-        st = s_admin_request(&p, "status");
-        if (!st)
-            st = status_build(store, &cfg, NULL, 0);
-        fl_store_destroy(&store);
-        if (!st)
-            return fl_cli_fail(FL_EDB);
+        json_t *st = NULL;
+        bool refused = false;
+        if (o.remote) {
+            if (!(st = s_admin_request(&o, &p, "status", &refused)))
+                return fl_cli_fail(FL_EPERM);
+        } else {
+            if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
+                return fl_cli_fail(rc);
+            st = s_admin_request(&o, &p, "status", &refused);
+            if (!st && !refused)
+                st = status_build(store, &cfg, NULL, 0);
+            fl_store_destroy(&store);
+            if (!st)
+                return fl_cli_fail(FL_EDB);
+        }
         if (watch)
             fputs("\033[H\033[2J", stdout);
         if (o.json)
@@ -481,15 +535,33 @@ s_agents(const coord_common_opts_t *op, const char *sub, char **args, int nargs)
     int rc, exit_code = 1;
 
     if (strcmp(sub, "list") == 0) {
+        bool refused = false;
         if (nargs)
             return fl_cli_error("unexpected argument '%s'", args[0]);
+        if (o.remote) {
+            json_t *list = s_admin_request(&o, &p, "agents", &refused);
+            return list ? coord_emit(list, o.json, status_render_agents) : fl_cli_fail(FL_EPERM);
+        }
         if ((rc = coord_open_readonly(o.state, &p, &cfg, &store)) != 0)
             return fl_cli_fail(rc);
-        json_t *list = s_admin_request(&p, "agents");
-        if (!list)
+        json_t *list = s_admin_request(&o, &p, "agents", &refused);
+        if (!list && !refused)
             list = status_agents(store, NULL);
         fl_store_destroy(&store);
         return coord_emit(list, o.json, status_render_agents);
+    }
+    if (strcmp(sub, "revoke") == 0 && o.remote) {
+        bool refused = false;
+        if (nargs != 1)
+            return fl_cli_error("usage: agents revoke NAME");
+        json_t *req = json_pack("{s:s, s:s}", "cmd", "revoke", "name", args[0]);
+        json_t *reply = s_admin_call(&o, &p, req, &refused);
+        json_decref(req);
+        if (!reply)
+            return fl_cli_fail(FL_EPERM);
+        printf("agent '%s' revoked\n", args[0]);
+        json_decref(reply);
+        return 0;
     }
     if (strcmp(sub, "add") == 0 || strcmp(sub, "revoke") == 0 || strcmp(sub, "rotate") == 0) {
         bool with_key = strcmp(sub, "revoke") != 0;

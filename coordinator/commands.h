@@ -35,6 +35,7 @@ typedef struct coord_common_opts {
     char **args;
     int nargs;
     bool passthrough; /* set by the caller: unknown --options become positional */
+    const char *remote, *server_key, *key; /* --remote EP --server-key K --key FILE */
 } coord_common_opts_t;
 int coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *usage,
                        int *watch);

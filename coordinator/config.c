@@ -38,6 +38,8 @@ static const setting_t s_settings[] = {
       "where agents connect (CurveZMQ); open this TCP port in the firewall"),
     S("federation", "enroll_endpoint", enroll_endpoint, "tcp://*:7701",
       "where agents enroll with a join token (CurveZMQ; accepts nothing else), or off"),
+    S("federation", "admin_endpoint", admin_endpoint, "off",
+      "where remote operators connect with admin keys (CurveZMQ), e.g. tcp://*:7702, or off"),
     S("model", "spec", spec, "mlp:784-256-10",
       "architecture: softmax:D-C or mlp:D-H1-...-C (fixed at init)"),
     U("model", "seed", seed, 0, 1.8e19, "1", "seed of the initial weights and of agent sampling"),
@@ -168,6 +170,9 @@ s_validate(const coord_config_t *cfg)
     if (strcmp(cfg->enroll_endpoint, "off") != 0 && strncmp(cfg->enroll_endpoint, "tcp://", 6) != 0)
         return fl_fail(FL_EINVAL, "federation.enroll_endpoint: '%s' must start with tcp:// or be off",
                        cfg->enroll_endpoint);
+    if (strcmp(cfg->admin_endpoint, "off") != 0 && strncmp(cfg->admin_endpoint, "tcp://", 6) != 0)
+        return fl_fail(FL_EINVAL, "federation.admin_endpoint: '%s' must start with tcp:// or be off",
+                       cfg->admin_endpoint);
     if (cfg->min_fit > cfg->min_available)
         return fl_fail(FL_EINVAL, "rounds.min_fit (%llu) cannot exceed rounds.min_available (%llu)",
                        (unsigned long long)cfg->min_fit, (unsigned long long)cfg->min_available);

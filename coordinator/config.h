@@ -19,6 +19,7 @@ typedef struct coord_config {
     char name[64];
     char endpoint[256];        /* bind address for agents, e.g. tcp://0.0.0.0:7700 */
     char enroll_endpoint[256]; /* bind address for enrollment, or "off" */
+    char admin_endpoint[256];  /* bind address for remote operators (CURVE), or "off" */
     /* [model] */
     char spec[128];
     uint64_t seed;

@@ -54,6 +54,7 @@
 #define PULL_STALL_MS 15000        /* an update transfer that stalls this long is dropped */
 #define ZAP_DOMAIN "covey-agents"
 #define ZAP_DOMAIN_ENROLL "covey-enroll"
+#define ZAP_DOMAIN_ADMIN "covey-admin"
 
 typedef enum { PH_WAITING, PH_TRAIN, PH_EVAL, PH_COMPLETE } phase_t;
 
@@ -98,7 +99,7 @@ typedef struct coord {
     coord_paths_t paths;
     fl_store_t *store;
     fl_store_t *zap_store; /* used only by the ZAP thread */
-    void *ctx, *sock, *admin, *enroll;
+    void *ctx, *sock, *admin, *enroll, *radmin;
     fl_zap_t *zap;
     fl_keypair_t *kp;
     fl_datakey_t *dk;      /* seals checkpoints at rest */
@@ -1091,14 +1092,52 @@ s_live(coord_t *c, status_live_t *l)
     l->arg = c;
 }
 
+/*
+ * Revoke an agent on an operator's request: the key is refused from the next
+ * message on (and by ZAP at the next handshake); audited with the caller.
+ */
+static json_t *
+s_admin_revoke(coord_t *c, const char *actor, const char *name)
+{
+    fl_agent_row_t row;
+    int rc;
+    if (!name)
+        return json_pack("{s:s}", "error", "revoke needs \"name\"");
+    if ((rc = fl_store_begin(c->store)) == 0 &&
+        (rc = fl_store_agent_get_by_name(c->store, name, &row)) == 0 &&
+        (rc = fl_store_agent_set_status(c->store, name, "revoked")) == 0 &&
+        (rc = coord_audit(c->store, actor, "agent.revoke", "name=%s key=%s", name, row.pubkey)) ==
+            0)
+        rc = fl_store_commit(c->store);
+    if (rc != 0) {
+        json_t *e = json_pack("{s:s}", "error", fl_errmsg());
+        fl_store_rollback(c->store);
+        return e;
+    }
+    sess_t *s = s_sess_by_key(c, row.pubkey);
+    if (s)
+        s->rid_len = 0; /* offline at once */
+    fl_info("agent revoked", "agent=%s by=%s", name, actor);
+    return json_pack("{s:s, s:s}", "revoked", name, "by", actor);
+}
+
+/*
+ * One request on an admin socket: the local one (ipc, mode 0600: whoever can
+ * open it is this machine's operator) or the remote one (CURVE; the caller's
+ * key is an admin key, checked on every request, with its role). Requests
+ * are JSON {"cmd": "status"|"agents"|"revoke", ...}; replies are JSON.
+ * Viewers may read (status, agents); operators may also revoke. Remote
+ * requests, and every change, are audited with the caller.
+ */
 static void
-s_handle_admin(coord_t *c)
+s_handle_admin(coord_t *c, void *sock, bool remote)
 {
     zmq_msg_t frames[8];
     int n = 0, more = 1;
+    char actor[96] = "local:admin-socket", role[16] = "operator";
     while (more && n < 8) {
         zmq_msg_init(&frames[n]);
-        if (zmq_msg_recv(&frames[n], c->admin, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&frames[n], sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&frames[n]);
             break;
         }
@@ -1108,7 +1147,7 @@ s_handle_admin(coord_t *c)
     while (more) { /* drain an oversized envelope */
         zmq_msg_t x;
         zmq_msg_init(&x);
-        if (zmq_msg_recv(&x, c->admin, ZMQ_DONTWAIT) < 0)
+        if (zmq_msg_recv(&x, sock, ZMQ_DONTWAIT) < 0)
             more = 0;
         else
             more = zmq_msg_more(&x);
@@ -1116,12 +1155,28 @@ s_handle_admin(coord_t *c)
     }
     if (n < 2)
         goto out;
+    json_t *reply = NULL, *req = NULL;
+    if (remote) {
+        fl_admin_row_t adm;
+        const char *key = zmq_msg_gets(&frames[n - 1], "User-Id");
+        if (!key || fl_store_admin_get_by_key(c->store, key, &adm) != 0 || adm.revoked) {
+            c->invalid++;
+            fl_warn("admin request from a key that is not an active admin", "key=%s",
+                    key ? key : "?");
+            reply = json_pack("{s:s}", "error", "permission denied: not an active admin key");
+            goto answer;
+        }
+        snprintf(actor, sizeof actor, "admin:%s", adm.name);
+        snprintf(role, sizeof role, "%s", adm.role);
+    }
     json_error_t jerr;
-    json_t *req = json_loadb(zmq_msg_data(&frames[n - 1]), zmq_msg_size(&frames[n - 1]), 0, &jerr);
+    req = json_loadb(zmq_msg_data(&frames[n - 1]), zmq_msg_size(&frames[n - 1]), 0, &jerr);
     const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
-    json_t *reply = NULL;
     status_live_t live;
     s_live(c, &live);
+    if (remote)
+        (void)coord_audit(c->store, actor, "admin.command", "cmd=%s role=%s",
+                          cmd ? cmd : "(invalid)", role);
     if (!cmd) {
         reply = json_pack("{s:s}", "error", "expected a JSON object with a \"cmd\" string");
     } else if (strcmp(cmd, "status") == 0) {
@@ -1129,16 +1184,25 @@ s_handle_admin(coord_t *c)
         reply = status_build(c->store, &c->cfg, &live, hist);
     } else if (strcmp(cmd, "agents") == 0) {
         reply = status_agents(c->store, &live);
+    } else if (strcmp(cmd, "revoke") == 0) {
+        if (strcmp(role, "operator") != 0) {
+            (void)coord_audit(c->store, actor, "admin.denied", "cmd=revoke role=%s", role);
+            fl_warn("admin request denied", "by=%s role=%s cmd=revoke", actor, role);
+            reply = json_pack("{s:s}", "error", "permission denied: a viewer may not revoke");
+        } else {
+            reply = s_admin_revoke(c, actor, json_string_value(json_object_get(req, "name")));
+        }
     } else {
         reply = json_pack("{s:s}", "error", "unknown command");
     }
+answer:
     if (!reply)
         reply = json_pack("{s:s}", "error", fl_errmsg());
     char *body = json_dumps(reply, JSON_COMPACT);
     for (int i = 0; i < n - 1; i++)
-        zmq_send(c->admin, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
+        zmq_send(sock, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(c->admin, body, strlen(body), ZMQ_DONTWAIT);
+    zmq_send(sock, body, strlen(body), ZMQ_DONTWAIT);
     free(body);
     json_decref(reply);
     json_decref(req);
@@ -1214,6 +1278,10 @@ s_zap_check(const char *domain, const char *key, void *arg)
     int64_t id;
     if (strcmp(domain, ZAP_DOMAIN_ENROLL) == 0)
         return 1; /* anyone may knock; only a valid join token gets further */
+    if (strcmp(domain, ZAP_DOMAIN_ADMIN) == 0) {
+        char role[16];
+        return fl_store_admin_key_active(c->zap_store, key, role) == 1;
+    }
     if (strcmp(domain, ZAP_DOMAIN) != 0)
         return 0;
     return fl_store_agent_key_active(c->zap_store, key, &id) == 1;
@@ -1335,6 +1403,10 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
         (rc = fl_net_server(c->ctx, c->cfg.enroll_endpoint, c->kp, ZAP_DOMAIN_ENROLL, &no,
                             &c->enroll)) != 0)
         return rc;
+    if (strcmp(c->cfg.admin_endpoint, "off") != 0 &&
+        (rc = fl_net_server(c->ctx, c->cfg.admin_endpoint, c->kp, ZAP_DOMAIN_ADMIN, &no,
+                            &c->radmin)) != 0)
+        return rc;
 
     /* The admin socket is for this user only: created under umask 077. */
     c->admin = zmq_socket(c->ctx, ZMQ_ROUTER);
@@ -1362,6 +1434,8 @@ s_teardown(coord_t *c)
         zmq_close(c->sock);
     if (c->enroll)
         zmq_close(c->enroll);
+    if (c->radmin)
+        zmq_close(c->radmin);
     fl_zap_stop(&c->zap);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
@@ -1438,10 +1512,18 @@ coord_run(const coord_run_opts_t *opts)
             (long long)c->round, coord_hex(c->digest, 8, hex, sizeof hex), (long)getpid());
 
     while (!s_stop) {
-        zmq_pollitem_t items[3] = {{c->sock, 0, ZMQ_POLLIN, 0},
-                                   {c->admin, 0, ZMQ_POLLIN, 0},
-                                   {c->enroll, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, c->enroll ? 3 : 2, 100);
+        /* the optional sockets last; absent ones are not polled */
+        zmq_pollitem_t items[4] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->admin, 0, ZMQ_POLLIN, 0}};
+        int ni = 2, ie = -1, ir = -1;
+        if (c->enroll) {
+            ie = ni;
+            items[ni++] = (zmq_pollitem_t){c->enroll, 0, ZMQ_POLLIN, 0};
+        }
+        if (c->radmin) {
+            ir = ni;
+            items[ni++] = (zmq_pollitem_t){c->radmin, 0, ZMQ_POLLIN, 0};
+        }
+        int n = zmq_poll(items, ni, 100);
         if (n < 0 && zmq_errno() != EINTR) {
             fl_error("poll failed", "reason=\"%s\"", zmq_strerror(zmq_errno()));
             break;
@@ -1459,9 +1541,11 @@ coord_run(const coord_run_opts_t *opts)
                 break;
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN))
-            s_handle_admin(c);
-        if (n > 0 && c->enroll && (items[2].revents & ZMQ_POLLIN))
+            s_handle_admin(c, c->admin, false);
+        if (n > 0 && ie >= 0 && (items[ie].revents & ZMQ_POLLIN))
             enroll_handle(c->enroll, c->store, c->cfg.name, c->cfg.endpoint, &c->invalid);
+        if (n > 0 && ir >= 0 && (items[ir].revents & ZMQ_POLLIN))
+            s_handle_admin(c, c->radmin, true);
         s_tick(c);
         if (c->exit_when_done && c->phase == PH_COMPLETE)
             break;
