@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -938,6 +939,12 @@ agent_cmd_keygen(int argc, char **argv)
         return fl_cli_error("%s exists; refusing to overwrite a key (use --force)", out);
     if (sodium_init() < 0)
         return fl_cli_error("libsodium failed to initialise");
+    if (force) { /* fl_keypair_save never overwrites a key: remove the old pair first */
+        char pub[PATH_MAX];
+        snprintf(pub, sizeof pub, "%s.pub", out);
+        unlink(out);
+        unlink(pub);
+    }
     fl_keypair_t *kp = fl_keypair_generate();
     rc = fl_keypair_save(kp, out);
     if (rc == 0)

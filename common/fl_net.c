@@ -295,6 +295,31 @@ fl_net_send(void *sock, const void *routing_id, size_t rid_len, const void *hdr,
     return 0;
 }
 
+int
+fl_net_send_msg(void *sock, const void *routing_id, size_t rid_len, const void *hdr,
+                size_t hdr_len, zmq_msg_t *data, int flags)
+{
+    flags &= ZMQ_DONTWAIT;
+    if (!hdr)
+        hdr = "";
+    if (routing_id && zmq_send(sock, routing_id, rid_len, flags | ZMQ_SNDMORE) < 0) {
+        int rc = s_send_error("routing id");
+        zmq_msg_close(data);
+        return rc;
+    }
+    if (zmq_send(sock, hdr, hdr_len, flags | ZMQ_SNDMORE) < 0) {
+        int rc = s_send_error("header");
+        zmq_msg_close(data);
+        return rc;
+    }
+    if (zmq_msg_send(data, sock, flags) < 0) {
+        int rc = s_send_error("data");
+        zmq_msg_close(data);
+        return rc;
+    }
+    return 0;
+}
+
 void
 fl_net_msg_close(fl_net_msg_t *m)
 {

@@ -107,6 +107,15 @@ int fl_net_monitor(void *ctx, void *sock, void **mon_out) FL_MUST_CHECK;
 int fl_net_monitor_read(void *mon, int *event, int *value, int flags) FL_MUST_CHECK;
 
 /*
+ * As fl_net_send, but the data frame is a prepared zmq message (for example
+ * zmq_msg_init_data over a buffer the caller keeps alive with a reference
+ * count: no copy of bulk data). On success libzmq owns *data; on failure it
+ * is closed here (so its free function runs). Same return codes.
+ */
+int fl_net_send_msg(void *sock, const void *routing_id, size_t rid_len, const void *hdr,
+                    size_t hdr_len, zmq_msg_t *data, int flags) FL_MUST_CHECK;
+
+/*
  * Send [routing_id] [hdr] [data] as one multipart message. routing_id is
  * NULL on a DEALER, the peer's routing id (fl_net_msg_t.routing_id) on a
  * ROUTER; data NULL for a header-only message. All buffers are copied, so

@@ -573,6 +573,9 @@ s_agents(const coord_common_opts_t *op, const char *sub, char **args, int nargs)
             (rc = fl_store_open(p.db, FL_STORE_RW, &store)) != 0)
             return fl_cli_fail(rc);
         /* the change and its audit row commit together */
+        fl_agent_row_t before;
+        if (!with_key && fl_store_agent_get_by_name(store, args[0], &before) == 0)
+            snprintf(key, sizeof key, "%s", before.pubkey); /* audited: the key revoked */
         if ((!with_key || (rc = fl_key_load_public(args[1], key)) == 0) &&
             (rc = fl_store_begin(store)) == 0) {
             if (strcmp(sub, "add") == 0)

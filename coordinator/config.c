@@ -157,6 +157,10 @@ s_validate(const coord_config_t *cfg)
     fl_robust_config_t rc;
     if (fl_robust_parse(cfg->aggregation, &rc) != 0)
         return fl_fail(FL_EINVAL, "server.aggregation: %s", fl_errmsg());
+    if ((rc.rule == FL_ROBUST_KRUM || rc.rule == FL_ROBUST_MULTIKRUM) &&
+        cfg->min_fit < 2 * (uint64_t)rc.f + 3)
+        return fl_fail(FL_EINVAL, "server.aggregation = %s needs rounds.min_fit >= 2f+3 = %llu",
+                       cfg->aggregation, (unsigned long long)(2 * (uint64_t)rc.f + 3));
     if (strcmp(cfg->dp, "off") != 0 && strcmp(cfg->dp, "central") != 0)
         return fl_fail(FL_EINVAL, "privacy.dp: '%s' is not off or central", cfg->dp);
     if (strcmp(cfg->dp, "central") == 0 && rc.rule != FL_ROBUST_NONE)

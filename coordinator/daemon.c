@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,44 @@ typedef struct sess {
     int64_t ready_ms;
 } sess_t;
 
+/*
+ * The global model as agents download it: chunks are sent without copying,
+ * straight from this buffer, so it must not change while a chunk is queued
+ * in ZeroMQ. Each queued chunk holds a reference (released by libzmq's I/O
+ * thread when the chunk is sent); the coordinator holds one more. At a
+ * commit, a model nobody is reading is updated in place; otherwise the new
+ * model goes into a copy and the old one is freed by its last reader.
+ */
+typedef struct pubref {
+    atomic_int refs;
+    fl_params_t *params;
+} pubref_t;
+
+static void
+s_pub_release(pubref_t *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) == 1) {
+        fl_params_destroy(&r->params);
+        free(r);
+    }
+}
+
+static void
+s_pub_free_fn(void *data, void *hint)
+{
+    (void)data;
+    s_pub_release(hint);
+}
+
+static pubref_t *
+s_pub_new(fl_params_t *params)
+{
+    pubref_t *r = fl_xcalloc(1, sizeof *r);
+    atomic_init(&r->refs, 1);
+    r->params = params;
+    return r;
+}
+
 typedef struct coord {
     coord_config_t cfg;
     coord_paths_t paths;
@@ -108,7 +147,8 @@ typedef struct coord {
     int64_t started_ms;
     bool exit_when_done;
 
-    /* the global model */
+    /* the global model (borrowed from gref, which owns it) */
+    pubref_t *gref;
     fl_params_t *global;
     uint8_t digest[32];
     size_t model_bytes;
@@ -546,12 +586,29 @@ s_finish_attempt(coord_t *c)
     else
         arc = fl_aggr_mean(c->aggr, mean);
     if (!mean || arc != 0) {
-        fl_error("aggregation failed", "reason=\"%s\"", fl_errmsg());
-        return -1;
+        /* e.g. Krum with fewer than 2f+3 updates: this attempt fails and is
+         * retried; the global model is untouched */
+        snprintf(why, sizeof why, "aggregation failed: %s", fl_errmsg());
+        s_round_row(c, &row, "failed", why);
+        row.ended_ms = fl_wall_ms();
+        if (fl_store_round_put(c->store, &row) != 0)
+            fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
+        fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
+                (long long)c->round, (long long)c->attempt, why);
+        c->attempt++;
+        c->phase = PH_WAITING;
+        return 0;
     }
     if (c->robust && fl_robust_count(c->robust) == 0) {
         fl_error("aggregation failed", "reason=\"no update held\"");
         return -1;
+    }
+    if (atomic_load(&c->gref->refs) > 1) {
+        /* chunks of this model are still queued: the new model goes elsewhere */
+        pubref_t *next = s_pub_new(fl_params_dup(c->global));
+        s_pub_release(c->gref);
+        c->gref = next;
+        c->global = next->params;
     }
     fl_sopt_apply(c->sopt, fl_params_data(c->global), mean, fl_params_numel(c->global));
     if (fl_params_check_finite(c->global) != 0) {
@@ -864,7 +921,16 @@ s_on_get(coord_t *c, sess_t *s, const fl_msg_t *m)
     memcpy(r.digest, c->digest, 32);
     r.offset = m->offset;
     r.total = c->model_bytes;
-    s_send(c, s, &r, (const uint8_t *)fl_params_data(c->global) + m->offset, m->length);
+    size_t len = 0;
+    zmq_msg_t data;
+    if (s->rid_len == 0 || fl_msg_encode(&r, c->hdr, sizeof c->hdr, &len) != 0)
+        return;
+    /* no copy: the chunk references the published model (see pubref_t) */
+    atomic_fetch_add(&c->gref->refs, 1);
+    zmq_msg_init_data(&data, (uint8_t *)fl_params_data(c->global) + m->offset, m->length,
+                      s_pub_free_fn, c->gref);
+    if (fl_net_send_msg(c->sock, s->rid, s->rid_len, c->hdr, len, &data, ZMQ_DONTWAIT) != 0)
+        fl_debug("send failed", "agent=%s type=chunk reason=\"%s\"", s->name, fl_errmsg());
 }
 
 static void
@@ -1303,6 +1369,8 @@ s_resume(coord_t *c)
     if (rc != 0)
         return rc;
     rc = coord_model_from_bytes(c->cfg.spec, model, model_len, &c->global);
+    if (rc == 0)
+        c->gref = s_pub_new(c->global);
     if (rc == 0 && state_len > 0)
         rc = fl_sopt_state_import(c->sopt, state, state_len);
     free(model);
@@ -1444,7 +1512,10 @@ s_teardown(coord_t *c)
     fl_keypair_destroy(&c->kp);
     fl_datakey_destroy(&c->dk);
     fl_signkey_destroy(&c->sk);
-    fl_params_destroy(&c->global);
+    /* after zmq_ctx_term: every queued chunk has released its reference */
+    if (c->gref)
+        s_pub_release(c->gref);
+    c->global = NULL;
     fl_aggr_destroy(&c->aggr);
     fl_robust_destroy(&c->robust);
     fl_dp_accountant_destroy(&c->acct);

@@ -162,6 +162,9 @@ status_build(fl_store_t *store, const coord_config_t *cfg, const status_live_t *
     int64_t rounds_done = 0;
 
     json_object_set_new(st, "federation", json_string(cfg->name));
+    char fedid[65];
+    if (fl_store_meta_get(store, "federation_id", fedid, sizeof fedid) == 0)
+        json_object_set_new(st, "federation_id", json_string(fedid));
     json_object_set_new(st, "endpoint", json_string(cfg->endpoint));
     json_object_set_new(st, "generated_ms", json_integer((json_int_t)fl_wall_ms()));
     if (fl_model_layout(cfg->spec, &layout) == 0) {
@@ -305,7 +308,8 @@ status_render(const json_t *st, FILE *f)
     char buf[64], buf2[64];
     bool running = json_is_true(json_object_get(coord, "running"));
 
-    fprintf(f, "Covey federation '%s'\n", s_str(st, "federation"));
+    fprintf(f, "Covey federation '%s' (id %s)\n", s_str(st, "federation"),
+            s_str(st, "federation_id"));
     if (running) {
         s_duration(s_int(coord, "uptime_s"), buf, sizeof buf);
         fprintf(f, "  coordinator   running (pid %lld), up %s, agents connect to %s\n",

@@ -213,7 +213,7 @@ def run_config(tmp, keys, csv, spec, n, rounds):
     port = free_port()
     endpoint = "tcp://127.0.0.1:%d" % port
     sets = {
-        "federation.endpoint": endpoint, "federation.name": "bench",
+        "federation.endpoint": endpoint, "federation.name": "bench", "federation.enroll_endpoint": "off",
         "rounds.rounds": rounds, "rounds.min_fit": n, "rounds.min_available": n,
         "rounds.eval_every": 0, "training.epochs": 1, "training.batch": 32,
         "rounds.train_timeout": 120, "rounds.stale_after": 30,
