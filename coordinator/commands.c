@@ -65,7 +65,7 @@ coord_cmd_init(int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
     const char *state = NULL, *init_file = NULL;
     coord_config_t cfg;
-    coord_paths_t p;
+    coord_paths_t p = {0};
     fl_store_t *store = NULL;
     fl_keypair_t *kp = NULL;
     fl_datakey_t *dk = NULL;
@@ -412,7 +412,7 @@ int
 coord_cmd_status(int argc, char **argv)
 {
     coord_common_opts_t o = {0};
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int watch = 0, rc, exit_code = 1;
@@ -529,7 +529,7 @@ static int
 s_agents(const coord_common_opts_t *op, const char *sub, char **args, int nargs)
 {
     const coord_common_opts_t o = *op;
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc, exit_code = 1;
@@ -608,7 +608,7 @@ int
 coord_cmd_rounds(int argc, char **argv)
 {
     coord_common_opts_t o = {0};
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc;
@@ -647,7 +647,7 @@ coord_cmd_export(int argc, char **argv)
     const char *state = getenv("COVEY_STATE") ? getenv("COVEY_STATE") : DEFAULT_STATE, *out = NULL;
     int64_t round = -1;
     int c, rc;
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     fl_params_t *params = NULL;

@@ -105,7 +105,7 @@ s_token_create(const coord_common_opts_t *o, int argc, char **argv)
 {
     const char *name = NULL, *ttl = "1h";
     char host[256] = "";
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     fl_token_t *t = NULL;
@@ -182,7 +182,7 @@ int
 coord_cmd_token(int argc, char **argv)
 {
     coord_common_opts_t o = {.passthrough = true};
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc;
@@ -277,7 +277,7 @@ int
 coord_cmd_audit(int argc, char **argv)
 {
     coord_common_opts_t o = {.passthrough = true};
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc;
@@ -376,7 +376,7 @@ int
 coord_cmd_admins(int argc, char **argv)
 {
     coord_common_opts_t o = {.passthrough = true};
-    coord_paths_t p;
+    coord_paths_t p = {0};
     coord_config_t cfg;
     fl_store_t *store = NULL;
     int rc;
