@@ -61,6 +61,8 @@ static const setting_t s_settings[] = {
     U("rounds", "eval_timeout", eval_timeout, 1, 86400, "60", "seconds an evaluation may take"),
     U("rounds", "stale_after", stale_after, 2, 86400, "15",
       "seconds without a message before an agent counts as stale (offline)"),
+    U("rounds", "keep_checkpoints", keep_checkpoints, 0, 1e9, "0",
+      "keep only the newest N checkpoints in the database (0 = keep every round's)"),
     U("training", "epochs", epochs, 1, 1000, "2", "local epochs per round"),
     U("training", "batch", batch, 1, 65536, "32", "local mini-batch size"),
     S("training", "optimizer", optimizer, "sgd", "local optimizer: sgd or adam"),

@@ -34,6 +34,7 @@ typedef struct coord_config {
     double eval_fraction;
     uint64_t eval_timeout;     /* seconds */
     uint64_t stale_after;      /* seconds without a message before an agent is stale */
+    uint64_t keep_checkpoints; /* keep only the newest N checkpoints; 0 = all */
     /* [training] (sent to agents) */
     uint64_t epochs;
     uint64_t batch;

@@ -655,6 +655,10 @@ s_finish_attempt(coord_t *c)
         }
         free(text);
     }
+    if (rc == 0 && c->cfg.keep_checkpoints > 0) {
+        int64_t pruned = 0;
+        rc = fl_store_checkpoint_prune(c->store, (int64_t)c->cfg.keep_checkpoints, &pruned);
+    }
     if (rc == 0)
         rc = fl_store_commit(c->store);
     free(state);

@@ -73,7 +73,7 @@ class PrivacyTest(covey.unittest.TestCase):
     def test_robust_median_aggregates(self):
         fed = Federation("median", model="softmax:784-10", settings={
             "rounds.rounds": "3", "rounds.min_fit": "3", "rounds.min_available": "3",
-            "server.aggregation": "median"})
+            "server.aggregation": "median", "rounds.keep_checkpoints": "2"})
         try:
             keys = [fed.add_agent("edge-%d" % i) for i in range(3)]
             fed.start_coordinator(["--exit-when-done"])
@@ -86,6 +86,9 @@ class PrivacyTest(covey.unittest.TestCase):
             self.assertEqual(st["privacy"]["aggregation"], "median")
             self.assertEqual(st["rounds_done"], 3)
             self.assertGreater(st["history"][-1]["eval_accuracy"], 0.70)
+            # rounds.keep_checkpoints = 2: older checkpoints were pruned with each commit
+            ck = [r for (r,) in fed.query("SELECT round FROM checkpoints ORDER BY round")]
+            self.assertEqual(ck, [2, 3])
         finally:
             fed.close()
 
