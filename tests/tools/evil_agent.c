@@ -71,6 +71,9 @@ static const struct {
 } s_modes[] = {
     {"hello", K_BENIGN, "say hello, print replies, decline every task"},
     {"zero", K_UPDATE, "a valid all-zero update (weight --samples) in every round"},
+    {"poison", K_UPDATE, "as zero, but a valid, finite update that pushes the output "
+                         "biases towards class 0: model poisoning, for the robust "
+                         "aggregation tests"},
     {"dupready", K_UPDATE, "as zero, then announce the same update again after its ack"},
     {"nan", K_UPDATE, "an update holding one NaN"},
     {"inf", K_UPDATE, "an update holding one +Inf"},
@@ -144,6 +147,13 @@ static bool
 s_is(const evil_t *e, const char *name)
 {
     return strcmp(s_mode(e), name) == 0;
+}
+
+/* Modes that take part in every round with a valid update. */
+static bool
+s_every_round(const evil_t *e)
+{
+    return s_is(e, "zero") || s_is(e, "poison");
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -334,7 +344,13 @@ s_announce_update(evil_t *e)
     size_t n = e->task.nbytes / sizeof(float);
     bool zero = s_is(e, "zero") || s_is(e, "dupready");
     for (size_t i = 0; i < n; i++)
-        e->update[i] = zero ? 0.0f : POISON_VALUE;
+        e->update[i] = zero || s_is(e, "poison") ? 0.0f : POISON_VALUE;
+    if (s_is(e, "poison") && n >= 10) {
+        /* the last 10 parameters are the output layer's biases (fl_model's
+         * layout): push every prediction towards class 0 */
+        for (size_t i = n - 10; i < n; i++)
+            e->update[i] = i == n - 10 ? 30.0f : -30.0f;
+    }
     if (s_is(e, "nan"))
         e->update[n / 2] = NAN;
     if (s_is(e, "inf"))
@@ -355,7 +371,7 @@ s_announce_update(evil_t *e)
     if (s_send(e, r, NULL, 0) != 0)
         return;
     e->sent_ready = true;
-    if (s_is(e, "nbytes") || s_is(e, "stale") || s_is(e, "digest") || s_is(e, "zero"))
+    if (s_is(e, "nbytes") || s_is(e, "stale") || s_is(e, "digest") || s_every_round(e))
         s_mark_misbehaved(e, "ready");
     else
         printf("sent ready\n");
@@ -430,7 +446,7 @@ s_on_task(evil_t *e, const fl_msg_t *m)
     if (e->have_task && m->type == FL_MSG_TRAIN && m->round == e->task.round &&
         m->attempt == e->task.attempt)
         return; /* the same task again, after a reconnection */
-    bool again = s_is(e, "zero") && m->type == FL_MSG_TRAIN;
+    bool again = s_every_round(e) && m->type == FL_MSG_TRAIN;
     if ((e->have_task && !again) || m->type != FL_MSG_TRAIN ||
         s_modes[e->mode].kind == K_BENIGN || s_is(e, "nohello")) {
         s_send_fail(e, m, "evil agent: declining");
@@ -496,7 +512,7 @@ s_handle_msg(evil_t *e)
             e->sent_dup = true;
             if (s_send(e, &e->ready, NULL, 0) == 0)
                 s_mark_misbehaved(e, "duplicate ready");
-        } else if (after && s_is(e, "zero")) {
+        } else if (after && s_every_round(e)) {
             s_set_done(e);
         }
         break;
@@ -554,7 +570,7 @@ s_timers(evil_t *e)
     if (e->done && !e->finished && (!e->gate || access(e->gate, F_OK) == 0)) {
         e->finished = true;
         /* zero and dupready end received; every other mode gives its task up */
-        if (e->have_task && !s_is(e, "zero") && !s_is(e, "dupready"))
+        if (e->have_task && !s_every_round(e) && !s_is(e, "dupready"))
             s_send_fail(e, &e->task, "evil agent: done");
         printf("finished\n");
     }
