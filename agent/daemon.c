@@ -58,6 +58,7 @@ typedef struct job {
     char reason[256];
     uint64_t n_samples;
     double loss, acc;
+    bool unclipped; /* the update's norm was within the clip bound (or no clipping) */
 } job_t;
 
 typedef struct agent {
@@ -236,8 +237,12 @@ s_run_job(agent_t *a)
                 a->upd[i] = w[i] - g[i];
             /* differential privacy: bound this agent's influence on the sum */
             double norm = 0;
-            if (t->clip > 0 && (rc = fl_dp_clip(a->upd, n, t->clip, &norm)) == 0 && norm > t->clip)
-                fl_debug("update clipped", "norm=%.4f clip=%.4f", norm, t->clip);
+            j->unclipped = true;
+            if (t->clip > 0 && (rc = fl_dp_clip(a->upd, n, t->clip, &norm)) == 0) {
+                j->unclipped = fl_dp_adaclip_bit(norm, t->clip) > 0;
+                if (!j->unclipped)
+                    fl_debug("update clipped", "norm=%.4f clip=%.4f", norm, t->clip);
+            }
             j->n_samples = a->train->n;
             j->loss = st.loss;
             j->acc = st.accuracy;
@@ -455,6 +460,7 @@ s_on_job_done(agent_t *a)
         m.loss = j->loss;
         m.acc = j->acc;
         m.nbytes = j->task.nbytes;
+        m.unclipped = j->unclipped ? 1 : 0;
         m.has_digest = true;
         crypto_generichash(m.digest, 32, (const unsigned char *)a->upd, m.nbytes, NULL, 0);
         a->upd_bytes = m.nbytes;

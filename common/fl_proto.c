@@ -76,6 +76,7 @@ typedef enum {
     F_ENDPOINT,
     F_PUBKEY,
     F_CLIP,
+    F_UNCLIPPED,
     F_COUNT
 } s_field_t;
 
@@ -124,6 +125,7 @@ static const s_fieldinfo_t s_fields[F_COUNT] = {
     [F_ENDPOINT] = S_S(endpoint),
     [F_PUBKEY] = S_S(pubkey),
     [F_CLIP] = S_F(clip),
+    [F_UNCLIPPED] = S_U(unclipped),
 };
 
 /* Presence: required, or optional; R_NIL = nil is accepted and means absent. */
@@ -163,6 +165,7 @@ static const s_rule_t s_ready[] = {
     RF(F_ACC, FR_UNIT),
     RB(F_DIGEST),
     RUR(F_NBYTES, 4, FL_MODEL_MAX, 4),
+    RUR(F_UNCLIPPED, 0, 1, 1),
 };
 static const s_rule_t s_upd[] = {RU(F_ROUND), RU(F_ATTEMPT), RUR(F_OFFSET, 0, FL_MODEL_MAX - 4, 4)};
 static const s_rule_t s_evald[] = {

@@ -78,6 +78,7 @@ typedef struct fl_msg {
         batch, seed, deadline_ms;
     double loss, acc, lr, momentum, weight_decay, mu;
     double clip; /* train: L2 bound the agent clips its update to (differential privacy); 0 = none */
+    uint64_t unclipped; /* ready: 1 if the update's norm was within clip (adaptive clipping) */
     bool has_digest;
     uint8_t digest[32]; /* "digest" or "model" (hello) */
     bool has_sig;

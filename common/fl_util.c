@@ -46,10 +46,15 @@ fl_strerror(int code)
 int
 fl_fail(int code, const char *fmt, ...)
 {
+    /* Formatted aside first: callers often pass fl_errmsg() itself as an
+     * argument ("context: %s", fl_errmsg()), which must not be overwritten
+     * while it is read. */
+    char tmp[sizeof s_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s_errbuf, sizeof s_errbuf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(s_errbuf, tmp, sizeof s_errbuf);
     return code;
 }
 

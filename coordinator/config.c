@@ -88,6 +88,14 @@ static const setting_t s_settings[] = {
     F("privacy", "delta", dp_delta, 1e-15, 0.1, "1e-5", "delta of the reported (epsilon, delta)"),
     F("privacy", "epsilon_budget", epsilon_budget, 0, 1e9, "0",
       "refuse to start a round that would take epsilon past this (0 = no budget)"),
+    S("privacy", "adaptive_clipping", adaptive_clipping, "off",
+      "on: adapt clip_norm each round towards the clip_quantile of the update norms "
+      "(Andrew et al. 2021); clip_norm is then the starting value"),
+    F("privacy", "clip_quantile", clip_quantile, 0.001, 0.999, "0.5",
+      "target fraction of updates that fit under the clipping norm"),
+    F("privacy", "clip_lr", clip_lr, 1e-6, 10, "0.2", "geometric learning rate of the clipping norm"),
+    F("privacy", "clip_count_stddev", clip_count_stddev, 0, 1e9, "0",
+      "noise on the count of unclipped updates (0 = expected participants / 20)"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])
@@ -163,6 +171,11 @@ s_validate(const coord_config_t *cfg)
         cfg->min_fit < 2 * (uint64_t)rc.f + 3)
         return fl_fail(FL_EINVAL, "server.aggregation = %s needs rounds.min_fit >= 2f+3 = %llu",
                        cfg->aggregation, (unsigned long long)(2 * (uint64_t)rc.f + 3));
+    if (strcmp(cfg->adaptive_clipping, "off") != 0 && strcmp(cfg->adaptive_clipping, "on") != 0)
+        return fl_fail(FL_EINVAL, "privacy.adaptive_clipping: '%s' is not off or on",
+                       cfg->adaptive_clipping);
+    if (strcmp(cfg->adaptive_clipping, "on") == 0 && strcmp(cfg->dp, "central") != 0)
+        return fl_fail(FL_EINVAL, "privacy.adaptive_clipping = on needs privacy.dp = central");
     if (strcmp(cfg->dp, "off") != 0 && strcmp(cfg->dp, "central") != 0)
         return fl_fail(FL_EINVAL, "privacy.dp: '%s' is not off or central", cfg->dp);
     if (strcmp(cfg->dp, "central") == 0 && rc.rule != FL_ROBUST_NONE)

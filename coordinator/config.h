@@ -47,6 +47,8 @@ typedef struct coord_config {
     /* [privacy] */
     char dp[16];               /* off | central */
     double clip_norm, noise_multiplier, dp_delta, epsilon_budget;
+    char adaptive_clipping[8];  /* off | on */
+    double clip_quantile, clip_lr, clip_count_stddev;
     /* [log] */
     char log_level[16];
 } coord_config_t;

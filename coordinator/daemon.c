@@ -91,6 +91,7 @@ typedef struct sess {
     /* the update it reported ready */
     uint64_t n_samples, nbytes;
     double loss, acc;
+    bool unclipped;
     uint8_t digest[32];
     int64_t ready_ms;
 } sess_t;
@@ -160,6 +161,10 @@ typedef struct coord {
     bool dp;                   /* privacy.dp = central */
     fl_dp_accountant_t *acct;  /* privacy spent so far (persisted in meta) */
     double round_q;            /* sampling rate of the round in progress */
+    bool adaptive;             /* privacy.adaptive_clipping = on */
+    double clip;               /* the clipping norm sent to agents (adapted each round) */
+    double bit_sum;            /* sum of the received updates' b_k = 1[norm <= C] - 1/2 */
+    double sigma_b, z_value;   /* noise on that sum, and the value noise multiplier */
     char stop_reason[160];     /* why the federation stopped early ("" = it did not) */
     float *chunk;   /* one aligned chunk of the update in flight */
     crypto_generichash_state hash; /* digest of the update in flight */
@@ -400,7 +405,7 @@ s_fill_task(const coord_t *c, fl_msg_t *m, fl_msg_type_t type, uint64_t timeout_
         m->momentum = c->cfg.momentum;
         m->weight_decay = c->cfg.weight_decay;
         m->mu = c->cfg.prox_mu;
-        m->clip = c->dp ? c->cfg.clip_norm : 0.0;
+        m->clip = c->dp ? c->clip : 0.0;
         m->seed = c->cfg.seed * 1000003u + (uint64_t)c->round;
     }
 }
@@ -465,6 +470,22 @@ s_maybe_start_round(coord_t *c)
     fl_msg_t m;
 
     if (c->dp) {
+        /* with adaptive clipping the count of unclipped updates is noised too,
+         * so the value noise is z_delta (the round stays a Gaussian
+         * mechanism with multiplier z, which the accountant records) */
+        c->z_value = c->cfg.noise_multiplier;
+        if (c->adaptive) {
+            c->sigma_b = c->cfg.clip_count_stddev > 0 ? c->cfg.clip_count_stddev
+                                                      : (double)k / FL_DP_ADACLIP_SIGMA_B_DIV;
+            if (fl_dp_adaclip_value_z(c->cfg.noise_multiplier, c->sigma_b, &c->z_value) != 0) {
+                snprintf(c->stop_reason, sizeof c->stop_reason, "adaptive clipping: %s",
+                         fl_errmsg());
+                fl_error("cannot start the round", "reason=\"%s\"", c->stop_reason);
+                c->phase = PH_COMPLETE;
+                free(chosen);
+                return;
+            }
+        }
         /* q: the chance that a given enrolled agent takes part in this round */
         size_t enrolled = s_count_active(c);
         c->round_q = enrolled > 0 ? (double)k / (double)enrolled : 1.0;
@@ -496,6 +517,7 @@ s_maybe_start_round(coord_t *c)
     c->expected = (int64_t)k;
     c->received = c->rejected = c->dropped = 0;
     c->loss_sum = c->acc_sum = c->n_sum = 0;
+    c->bit_sum = 0;
     c->started_round_ms = fl_now_ms();
     c->deadline_ms = c->started_round_ms + (int64_t)c->cfg.train_timeout * 1000;
     c->deadline_wall_ms = fl_wall_ms() + (int64_t)c->cfg.train_timeout * 1000;
@@ -581,8 +603,8 @@ s_finish_attempt(coord_t *c)
     if (c->robust)
         arc = fl_robust_result(c->robust, mean, NULL, NULL);
     else if (c->dp) /* the noisy sum over the EXPECTED count (SECAGG.md 2.1) */
-        arc = fl_dp_noisy_mean(fl_aggr_sum(c->aggr), numel, c->cfg.noise_multiplier,
-                               c->cfg.clip_norm, (double)c->expected, NULL, mean);
+        arc = fl_dp_noisy_mean(fl_aggr_sum(c->aggr), numel, c->z_value, c->clip,
+                               (double)c->expected, NULL, mean);
     else
         arc = fl_aggr_mean(c->aggr, mean);
     if (!mean || arc != 0) {
@@ -643,6 +665,24 @@ s_finish_attempt(coord_t *c)
                          "round=%lld attempt=%lld updates=%lld rejected=%lld model=%s",
                          (long long)c->round, (long long)c->attempt, (long long)c->received,
                          (long long)c->rejected, coord_hex(c->digest, 32, hexd, sizeof hexd));
+    if (rc == 0 && c->adaptive) {
+        /* the bits are noised too; then C moves towards the target quantile */
+        fl_dp_adaclip_t st;
+        char text[64];
+        rc = fl_dp_adaclip_init(&st, c->clip, c->cfg.clip_quantile, c->cfg.clip_lr, c->sigma_b,
+                                (double)c->expected);
+        if (rc == 0)
+            rc = fl_dp_adaclip_update(&st, c->bit_sum, NULL, NULL);
+        if (rc == 0) {
+            fl_info("clipping norm adapted", "round=%lld from=%.6g to=%.6g unclipped_bits=%.1f",
+                    (long long)c->round, c->clip, st.clip, c->bit_sum);
+            c->clip = st.clip;
+            snprintf(text, sizeof text, "%.17g", c->clip);
+            rc = fl_store_meta_set(c->store, "dp_clip", text);
+        }
+        if (rc == 0)
+            rc = fl_store_metric_put(c->store, c->round, "clip_norm", c->clip);
+    }
     if (rc == 0 && c->dp) {
         double eps = 0;
         char *text = NULL;
@@ -886,6 +926,7 @@ s_update_complete(coord_t *c, sess_t *s)
         return;
     }
     c->received++;
+    c->bit_sum += s->unclipped ? 0.5 : -0.5;
     c->loss_sum += s->loss * (double)s->n_samples;
     c->acc_sum += s->acc * (double)s->n_samples;
     c->n_sum += (double)s->n_samples;
@@ -958,6 +999,7 @@ s_on_ready(coord_t *c, sess_t *s, const fl_msg_t *m)
     s->loss = m->loss;
     s->acc = m->acc;
     s->nbytes = m->nbytes;
+    s->unclipped = m->unclipped != 0;
     memcpy(s->digest, m->digest, 32);
     if (m->nbytes != c->model_bytes) {
         char why[160];
@@ -1454,6 +1496,12 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
     if (rcfg.rule != FL_ROBUST_NONE && !(c->robust = fl_robust_new(&rcfg, numel, FL_ROBUST_MAX_N)))
         return FL_EINVAL;
     c->dp = strcmp(c->cfg.dp, "central") == 0;
+    c->adaptive = c->dp && strcmp(c->cfg.adaptive_clipping, "on") == 0;
+    c->clip = c->cfg.clip_norm;
+    char clip_text[64];
+    if (c->adaptive && fl_store_meta_get(c->store, "dp_clip", clip_text, sizeof clip_text) == 0 &&
+        fl_parse_double(clip_text, "dp_clip", &c->clip) != 0)
+        return fl_fail(FL_EFORMAT, "the stored clipping norm is unreadable: %s", fl_errmsg());
     char *acct_text = NULL;
     if (fl_store_meta_dup(c->store, "dp_accountant", &acct_text) == 0) {
         rc = fl_dp_accountant_load(acct_text, &c->acct);

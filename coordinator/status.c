@@ -130,7 +130,14 @@ s_privacy(fl_store_t *store, const coord_config_t *cfg)
     double eps = 0;
     if (strcmp(cfg->dp, "off") == 0)
         return p;
-    json_object_set_new(p, "clip_norm", json_real(cfg->clip_norm));
+    char clip[64];
+    double c = cfg->clip_norm;
+    if (strcmp(cfg->adaptive_clipping, "on") == 0 &&
+        fl_store_meta_get(store, "dp_clip", clip, sizeof clip) == 0 &&
+        fl_parse_double(clip, "dp_clip", &c) != 0)
+        c = cfg->clip_norm;
+    json_object_set_new(p, "clip_norm", json_real(c));
+    json_object_set_new(p, "adaptive_clipping", json_boolean(strcmp(cfg->adaptive_clipping, "on") == 0));
     json_object_set_new(p, "noise_multiplier", json_real(cfg->noise_multiplier));
     json_object_set_new(p, "delta", json_real(cfg->dp_delta));
     if (cfg->epsilon_budget > 0)

@@ -70,6 +70,41 @@ class PrivacyTest(covey.unittest.TestCase):
         finally:
             fed.close()
 
+    def test_adaptive_clipping_shrinks_an_oversized_bound(self):
+        # every update fits easily under C0 = 100: the estimated unclipped
+        # fraction exceeds the 0.5 target, so C must come down (Andrew et al.;
+        # Flower's sign error would push it up). The value noise is kept tiny
+        # (it scales with C) and the count noise small (sigma_b = 0.3 against
+        # a count of 3 halves: a wrong-way step needs a 5-sigma draw).
+        fed = Federation("adaclip", model="softmax:784-10", settings={
+            "rounds.rounds": "3", "rounds.min_fit": "3", "rounds.min_available": "3",
+            "rounds.eval_every": "0", "privacy.dp": "central", "privacy.clip_norm": "100",
+            "privacy.noise_multiplier": "0.0002", "privacy.adaptive_clipping": "on",
+            "privacy.clip_count_stddev": "0.3"})
+        try:
+            keys = [fed.add_agent("edge-%d" % i) for i in range(3)]
+            fed.start_coordinator(["--exit-when-done"])
+            for i, k in enumerate(keys):
+                fed.start_agent("edge-%d" % i, k, i, 3, "iid")
+            p = fed.procs["coordinator"]
+            p.wait(timeout=300 * covey.SLOW)
+            self.assertEqual(p.returncode, 0, fed.tail("coordinator"))
+            clips = [c for (_, c) in fed.query(
+                "SELECT round, value FROM metrics WHERE name='clip_norm' ORDER BY round")]
+            self.assertEqual(len(clips), 3)
+            # each round C *= exp(-0.2 (b~ - 0.5)) with b~ = clamp(1 + noise/3) in
+            # (0.5, 1]: C shrinks, by at most exp(-0.1) per round
+            prev = 100.0
+            for c in clips:
+                self.assertLess(c, prev)
+                self.assertGreaterEqual(c, prev * math.exp(-0.1) * (1 - 1e-9))
+                prev = c
+            st = fed.status()
+            self.assertTrue(st["privacy"]["adaptive_clipping"])
+            self.assertAlmostEqual(st["privacy"]["clip_norm"], clips[-1], delta=1e-5 * clips[-1])
+        finally:
+            fed.close()
+
     def test_robust_median_aggregates(self):
         fed = Federation("median", model="softmax:784-10", settings={
             "rounds.rounds": "3", "rounds.min_fit": "3", "rounds.min_available": "3",

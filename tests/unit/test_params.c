@@ -107,6 +107,16 @@ test_parse_numbers(void **state)
     assert_int_equal(fl_parse_double("1e999", "lr", &d), FL_EINVAL);
 }
 
+/* Wrapping the current detail into a new one must not garble it. */
+static void
+test_fail_wraps_its_own_detail(void **state)
+{
+    (void)state;
+    (void)fl_fail(FL_EIO, "inner reason %d", 42);
+    assert_int_equal(fl_fail(FL_ECRYPTO, "outer context: %s", fl_errmsg()), FL_ECRYPTO);
+    assert_string_equal(fl_errmsg(), "outer context: inner reason 42");
+}
+
 static void
 test_rng_deterministic_and_distributions(void **state)
 {
@@ -158,6 +168,7 @@ main(void)
         cmocka_unit_test(test_add_rejects_bad_input),
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_fail_wraps_its_own_detail),
         cmocka_unit_test(test_rng_deterministic_and_distributions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
