@@ -25,6 +25,8 @@ COORD = os.path.join(BIN, "covey-coordinator")
 AGENT = os.path.join(BIN, "covey-agent")
 # A misbehaving agent built from libcovey (tests/tools/evil_agent.c).
 EVIL = os.path.join(BIN, "tools", "evil_agent")
+# Forges join tokens and sends single messages (tests/tools/sec_probe.c).
+SEC_PROBE = os.path.join(BIN, "tools", "sec_probe")
 # Under sanitizers everything is several times slower: stretch every deadline.
 SLOW = 4.0 if os.environ.get("COVEY_ASAN") else 1.0
 
@@ -53,14 +55,17 @@ class Federation:
         self.state = os.path.join(self.dir, "state")
         self.port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        # A free port for enrollment too: the default (*:7701) would make two
+        # federations on one machine (parallel test runs) collide.
         self.enroll_port = free_port()
+        self.enroll_endpoint = "tcp://127.0.0.1:%d" % self.enroll_port
         self.procs = {}
         self.logs = {}
         self.retired = []  # processes replaced by a restart under the same name
         self.model = model
         sets = {
             "federation.endpoint": self.endpoint,
-            "federation.enroll_endpoint": "tcp://127.0.0.1:%d" % self.enroll_port,
+            "federation.enroll_endpoint": self.enroll_endpoint,
             "federation.name": name,
             "rounds.stale_after": "6",
             "rounds.train_timeout": str(int(60 * SLOW)),
@@ -72,6 +77,7 @@ class Federation:
             args += ["--set", "%s=%s" % (k, v)]
         run(*args)
         self.server_pub = os.path.join(self.state, "server.key.pub")
+        self.sign_pub = os.path.join(self.state, "signing.key.pub")
         self.db = os.path.join(self.state, "covey.db")
 
     # -- agents -------------------------------------------------------------
@@ -93,6 +99,28 @@ class Federation:
                 "--key", key, "--data", "fashion-mnist", "--partition", partition,
                 "--parts", str(parts), "--index", str(index), "--seed", str(seed)] + list(extra)
         return self._spawn(name, args)
+
+    def create_token(self, name, ttl="1h"):
+        """A one-time join token for agent `name` (covey-coordinator token create)."""
+        return run(COORD, "token", "create", "--name", name, "--ttl", ttl, "--host", "127.0.0.1",
+                   "--state", self.state).stdout.strip()
+
+    def enroll_agent(self, name, index=0, parts=1, partition="iid", seed=7, token=None,
+                     adir=None, check=True):
+        """Enroll an agent with a join token (a new one for `name` unless `token`
+        is given) into its own state directory (default <dir>/agent-<name>):
+        covey-agent enroll makes its key and agent.ini. The coordinator must be
+        running. Returns (adir, CompletedProcess)."""
+        adir = adir or os.path.join(self.dir, "agent-" + name)
+        tok = token if token is not None else self.create_token(name)
+        p = run(AGENT, "enroll", tok, "--state", adir, "--partition", partition,
+                "--parts", str(parts), "--index", str(index), "--seed", str(seed),
+                check=check, timeout=60)
+        return adir, p
+
+    def start_agent_state(self, name, adir, extra=()):
+        """Run an enrolled agent from its state directory alone (run --state)."""
+        return self._spawn(name, [AGENT, "run", "--state", adir] + list(extra))
 
     def start_evil(self, name, key, mode, extra=()):
         """A misbehaving agent (tests/tools/evil_agent.c); its stdout reports
