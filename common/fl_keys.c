@@ -1,6 +1,8 @@
 /*
  * fl_keys.c — CurveZMQ key pairs in guarded memory, and the key files that
- * hold them, checked the way ssh checks identity files. See fl_keys.h.
+ * hold them, checked the way ssh checks identity files. See fl_keys.h. The
+ * files are read and created by fl_secfile (shared with the other secret
+ * files); the permission rule both apply is fl_key_check_file_mode, here.
  *
  * Every buffer that ever holds secret text (the secret itself, the file image
  * being written or read) is sodium_malloc memory and is wiped before release.
@@ -12,7 +14,6 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -22,10 +23,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_secfile.h"
+
 struct fl_keypair {
     char public_z85[FL_KEY_Z85_LEN + 1];
     char *secret_z85; /* sodium_malloc(FL_KEY_Z85_LEN + 1) */
 };
+
+/* Key files are read and created by fl_secfile, under the same cap. */
+_Static_assert(FL_KEY_FILE_MAX == FL_SECFILE_MAX, "key files are fl_secfile files");
 
 static const char s_secret_header[] = "# covey CURVE secret key -- keep private\n";
 static const char s_public_header[] = "# covey CURVE public key\n";
@@ -151,78 +157,6 @@ fl_key_check_file_mode(const char *path)
 }
 
 /*
- * Read a key file into guarded memory. With check_mode, the ssh rule is
- * applied to the opened file itself (fstat), so the file checked is the file
- * read. O_NONBLOCK keeps a FIFO planted at `path` from blocking the open.
- * Caller wipes and frees *buf_p with sodium_free; it is NUL-terminated.
- */
-static int
-s_read_key_file(const char *path, bool check_mode, char **buf_p, size_t *len_p)
-{
-    int fd = -1, rc = FL_EIO;
-    char *buf = NULL;
-    size_t len = 0;
-    struct stat st;
-
-    if ((rc = s_sodium_ready()) < 0)
-        return rc;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        rc = fl_fail(errno == ENOENT ? FL_ENOTFOUND : FL_EIO, "key file '%s': %s", path,
-                     strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &st) != 0) {
-        rc = fl_fail(FL_EIO, "key file '%s': fstat: %s", path, strerror(errno));
-        goto out;
-    }
-    if (check_mode) {
-        if ((rc = s_check_stat(path, &st)) < 0)
-            goto out;
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = fl_fail(FL_EFORMAT, "key file '%s' is not a regular file", path);
-        goto out;
-    }
-    buf = sodium_malloc(FL_KEY_FILE_MAX + 1);
-    if (!buf) {
-        rc = fl_fail(FL_ENOMEM, "key file '%s': cannot allocate guarded memory", path);
-        goto out;
-    }
-    /* Read until EOF rather than trusting st_size; one byte beyond the cap
-     * tells an oversized file from a full one. */
-    for (;;) {
-        ssize_t n = read(fd, buf + len, FL_KEY_FILE_MAX + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = fl_fail(FL_EIO, "key file '%s': read: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > FL_KEY_FILE_MAX) {
-            rc = fl_fail(FL_EFORMAT, "key file '%s' is larger than %d bytes; not a key file",
-                         path, FL_KEY_FILE_MAX);
-            goto out;
-        }
-    }
-    buf[len] = '\0';
-    *buf_p = buf;
-    *len_p = len;
-    buf = NULL;
-    rc = 0;
-out:
-    if (buf) {
-        sodium_memzero(buf, FL_KEY_FILE_MAX + 1);
-        sodium_free(buf);
-    }
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
-/*
  * Parse key file text: blank lines, `#` comments, `public = <z85>` and
  * `secret = <z85>`, each key at most once, surrounding blanks ignored.
  * `pub` receives the public key; `secret` (guarded memory, 41 bytes) the
@@ -306,7 +240,7 @@ fl_keypair_load(const char *path, fl_keypair_t **out)
     char derived[FL_KEY_Z85_LEN + 1];
     int rc;
 
-    if ((rc = s_read_key_file(path, true, &text, &len)) < 0)
+    if ((rc = fl_secfile_read(path, true, &text, &len)) < 0)
         goto out;
     if (!(kp = s_keypair_alloc())) {
         rc = FL_ENOMEM;
@@ -332,10 +266,7 @@ fl_keypair_load(const char *path, fl_keypair_t **out)
     rc = 0;
 out:
     fl_keypair_destroy(&kp);
-    if (text) {
-        sodium_memzero(text, len);
-        sodium_free(text);
-    }
+    fl_secfile_free(&text);
     return rc;
 }
 
@@ -356,7 +287,7 @@ fl_key_load_public(const char *path_or_z85, char out[FL_KEY_Z85_LEN + 1])
         memcpy(out, path_or_z85, FL_KEY_Z85_LEN + 1);
         return 0;
     }
-    rc = s_read_key_file(path_or_z85, false, &text, &len);
+    rc = fl_secfile_read(path_or_z85, false, &text, &len);
     if (rc == FL_ENOTFOUND) {
         rc = fl_fail(FL_ENOTFOUND, "public key '%s' is neither a Z85 key nor an existing file",
                      path_or_z85);
@@ -369,84 +300,7 @@ fl_key_load_public(const char *path_or_z85, char out[FL_KEY_Z85_LEN + 1])
     memcpy(out, pub, sizeof pub);
     rc = 0;
 out:
-    if (text) {
-        sodium_memzero(text, len);
-        sodium_free(text);
-    }
-    return rc;
-}
-
-/* fsync the directory holding `path`, so that a new name survives a crash. */
-static void
-s_sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    size_t n = slash ? (size_t)(slash - path) : 0;
-
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (n == 0)
-        snprintf(dir, sizeof dir, "/");
-    else if (n < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)n, path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-/*
- * Create `path` holding buf, atomically and without replacing an existing
- * file: write a private temporary (mkstemp: O_EXCL, mode 0600), fsync, then
- * link() it to `path`, which fails with EEXIST rather than overwrite.
- */
-static int
-s_write_new_file(const char *path, const void *buf, size_t len, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    int fd = -1, rc = FL_EIO;
-    size_t done = 0;
-
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= sizeof tmp)
-        return fl_fail(FL_EINVAL, "key file '%s': path too long", path);
-    fd = mkstemp(tmp);
-    if (fd < 0)
-        return fl_fail(FL_EIO, "key file '%s': cannot create a temporary file: %s", path,
-                       strerror(errno));
-    if (fchmod(fd, mode) != 0) {
-        rc = fl_fail(FL_EIO, "key file '%s': chmod: %s", tmp, strerror(errno));
-        goto out;
-    }
-    while (done < len) {
-        ssize_t n = write(fd, (const char *)buf + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = fl_fail(FL_EIO, "key file '%s': write: %s", tmp, strerror(errno));
-            goto out;
-        }
-        done += (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        rc = fl_fail(FL_EIO, "key file '%s': fsync: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (link(tmp, path) != 0) {
-        rc = errno == EEXIST
-                 ? fl_fail(FL_EEXIST, "key file '%s' already exists; not overwriting it", path)
-                 : fl_fail(FL_EIO, "key file '%s': %s", path, strerror(errno));
-        goto out;
-    }
-    s_sync_dir(path);
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
+    fl_secfile_free(&text);
     return rc;
 }
 
@@ -470,7 +324,7 @@ fl_keypair_save(const fl_keypair_t *kp, const char *path)
     n = snprintf(text, TEXT_MAX, "%spublic = %s\nsecret = %s\n", s_secret_header,
                  kp->public_z85, kp->secret_z85);
     assert(n > 0 && n < TEXT_MAX);
-    if ((rc = s_write_new_file(path, text, (size_t)n, 0600)) < 0)
+    if ((rc = fl_secfile_write_new(path, text, (size_t)n, 0600)) < 0)
         goto out;
     n = snprintf(pubtext, sizeof pubtext, "%spublic = %s\n", s_public_header, kp->public_z85);
     assert(n > 0 && n < TEXT_MAX);

@@ -60,7 +60,8 @@ int fl_keypair_save(const fl_keypair_t *kp, const char *path) FL_MUST_CHECK;
  *   FL_EFORMAT    larger than FL_KEY_FILE_MAX, a line that is not a comment or
  *                 `public = ...` / `secret = ...`, a missing or repeated key,
  *                 bad Z85, or a public key that is not the secret key's;
- *   FL_EIO        the file could not be read.
+ *   FL_EIO        the file could not be read;
+ *   FL_EINVAL     no path given.
  * The read buffer is guarded memory and is wiped before it is freed.
  */
 int fl_keypair_load(const char *path, fl_keypair_t **out) FL_MUST_CHECK;

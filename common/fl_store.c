@@ -218,6 +218,34 @@ s_step_done(fl_store_t *s, sqlite3_stmt *st, const char *op)
     return 0;
 }
 
+/* One step of a query: 1 on a row, 0 when there are no more, or the
+ * database error. */
+static int
+s_step_row(fl_store_t *s, sqlite3_stmt *st, const char *op)
+{
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        return 1;
+    if (step == SQLITE_DONE)
+        return 0;
+    return fl_store_dberr(s, op);
+}
+
+/* s_prepare, then bind `text` (at most `max` bytes) to ?1. On failure *st
+ * is finalized and NULL. */
+static int
+s_prepare_text(fl_store_t *s, const char *sql, const char *op, const char *text, size_t max,
+               sqlite3_stmt **st)
+{
+    int rc = s_prepare(s, sql, op, st);
+    if (rc == 0 && s_bind_text(*st, 1, text, max) != SQLITE_OK) {
+        rc = fl_store_dberr(s, op);
+        sqlite3_finalize(*st);
+        *st = NULL;
+    }
+    return rc;
+}
+
 /* Copy a text column into a fixed-size field, truncating safely: a value
  * longer than the field can only come from an edited database. */
 static void
@@ -712,12 +740,9 @@ s_meta_find(fl_store_t *s, const char *key, sqlite3_stmt **st_p)
     int rc = s_check_meta_key(s, key);
     if (rc < 0)
         return rc;
-    if ((rc = s_prepare(s, "SELECT value FROM meta WHERE key = ?1", "get meta", &st)) < 0)
+    if ((rc = s_prepare_text(s, "SELECT value FROM meta WHERE key = ?1", "get meta", key,
+                             S_META_KEY_MAX, &st)) < 0)
         return rc;
-    if (s_bind_text(st, 1, key, S_META_KEY_MAX) != SQLITE_OK) {
-        rc = fl_store_dberr(s, "get meta");
-        goto fail;
-    }
     int step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
         rc = fl_fail(FL_ENOTFOUND, "%s: no meta key '%s'", s->path, key);
@@ -786,12 +811,9 @@ fl_store_meta_delete(fl_store_t *s, const char *key)
     int rc = s_check_meta_key(s, key);
     if (rc < 0)
         return rc;
-    if ((rc = s_prepare(s, "DELETE FROM meta WHERE key = ?1", "delete meta", &st)) < 0)
+    if ((rc = s_prepare_text(s, "DELETE FROM meta WHERE key = ?1", "delete meta", key,
+                             S_META_KEY_MAX, &st)) < 0)
         return rc;
-    if (s_bind_text(st, 1, key, S_META_KEY_MAX) != SQLITE_OK) {
-        rc = fl_store_dberr(s, "delete meta");
-        goto out;
-    }
     if ((rc = s_step_done(s, st, "delete meta")) < 0)
         goto out;
     if (sqlite3_changes(s->db) == 0)
@@ -1117,8 +1139,7 @@ fl_store_agent_list(fl_store_t *s, fl_agent_cb cb, void *arg)
     int rc = s_prepare(s, "SELECT " S_AGENT_COLS " FROM agents ORDER BY name", "list agents", &st);
     if (rc < 0)
         return rc;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list agents")) == 1) {
         s_read_agent(st, &row);
         int c = cb(&row, arg);
         if (c) {
@@ -1126,8 +1147,6 @@ fl_store_agent_list(fl_store_t *s, fl_agent_cb cb, void *arg)
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list agents");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -1139,25 +1158,15 @@ fl_store_agent_key_active(fl_store_t *s, const char *pubkey_z85, int64_t *id_out
     sqlite3_stmt *st = NULL;
     if (!fl_store_z85_key_ok(pubkey_z85))
         return 0;
-    int rc = s_prepare(s, "SELECT id, status = 'active' FROM agents WHERE pubkey = ?1",
-                       "check agent key", &st);
+    int rc = s_prepare_text(s, "SELECT id, status = 'active' FROM agents WHERE pubkey = ?1",
+                            "check agent key", pubkey_z85, FL_Z85_KEY_LEN, &st);
     if (rc < 0)
         return rc;
-    if (s_bind_text(st, 1, pubkey_z85, FL_Z85_KEY_LEN) != SQLITE_OK) {
-        rc = fl_store_dberr(s, "check agent key");
-        goto out;
+    if ((rc = s_step_row(s, st, "check agent key")) == 1) {
+        rc = sqlite3_column_int(st, 1) != 0;
+        if (rc && id_out)
+            *id_out = sqlite3_column_int64(st, 0);
     }
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        if (sqlite3_column_int(st, 1)) {
-            if (id_out)
-                *id_out = sqlite3_column_int64(st, 0);
-            rc = 1;
-        }
-    } else if (step != SQLITE_DONE) {
-        rc = fl_store_dberr(s, "check agent key");
-    }
-out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -1315,8 +1324,7 @@ fl_store_round_list(fl_store_t *s, int64_t limit, fl_round_cb cb, void *arg)
         rc = fl_store_dberr(s, "list rounds");
         goto out;
     }
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list rounds")) == 1) {
         s_read_round(st, &row);
         int c = cb(&row, arg);
         if (c) {
@@ -1324,8 +1332,6 @@ fl_store_round_list(fl_store_t *s, int64_t limit, fl_round_cb cb, void *arg)
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list rounds");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -1362,8 +1368,7 @@ s_exists(fl_store_t *s, const char *sql, int nbind, int64_t a, int64_t b)
         rc = fl_store_dberr(s, "look up row");
         goto out;
     }
-    int step = sqlite3_step(st);
-    rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : fl_store_dberr(s, "look up row");
+    rc = s_step_row(s, st, "look up row");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -1443,8 +1448,7 @@ fl_store_round_agent_list(fl_store_t *s, int64_t round, int64_t attempt, fl_roun
         rc = fl_store_dberr(s, "list round agents");
         goto out;
     }
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list round agents")) == 1) {
         memset(&row, 0, sizeof row);
         row.round = sqlite3_column_int64(st, 0);
         row.attempt = sqlite3_column_int64(st, 1);
@@ -1461,8 +1465,6 @@ fl_store_round_agent_list(fl_store_t *s, int64_t round, int64_t attempt, fl_roun
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list round agents");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -1773,8 +1775,7 @@ fl_store_metric_list(fl_store_t *s, const char *name, fl_metric_cb cb, void *arg
         rc = fl_store_dberr(s, "list metrics");
         goto out;
     }
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list metrics")) == 1) {
         s_col_text(st, 1, nbuf, sizeof nbuf);
         int c = cb(sqlite3_column_int64(st, 0), nbuf, s_col_double(st, 2), arg);
         if (c) {
@@ -1782,8 +1783,6 @@ fl_store_metric_list(fl_store_t *s, const char *name, fl_metric_cb cb, void *arg
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list metrics");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -2000,16 +1999,12 @@ fl_store_token_revoke(fl_store_t *s, const char *name, int64_t *n_revoked)
     sqlite3_stmt *st = NULL;
     if (!name)
         return fl_fail(FL_EINVAL, "%s: revoke token: no name given", s->path);
-    int rc = s_prepare(s,
-                       "UPDATE tokens SET revoked = 1 WHERE name = ?1 AND used_ms IS NULL"
-                       " AND revoked = 0",
-                       "revoke token", &st);
+    int rc = s_prepare_text(s,
+                            "UPDATE tokens SET revoked = 1 WHERE name = ?1 AND used_ms IS NULL"
+                            " AND revoked = 0",
+                            "revoke token", name, FL_AGENT_NAME_MAX + 1, &st);
     if (rc < 0)
         return rc;
-    if (s_bind_text(st, 1, name, FL_AGENT_NAME_MAX + 1) != SQLITE_OK) {
-        rc = fl_store_dberr(s, "revoke token");
-        goto out;
-    }
     if ((rc = s_step_done(s, st, "revoke token")) < 0)
         goto out;
     int n = sqlite3_changes(s->db);
@@ -2032,8 +2027,7 @@ fl_store_token_list(fl_store_t *s, fl_token_cb cb, void *arg)
     int rc = s_prepare(s, "SELECT " S_TOKEN_COLS " FROM tokens ORDER BY id", "list tokens", &st);
     if (rc < 0)
         return rc;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list tokens")) == 1) {
         s_read_token(st, &row);
         int c = cb(&row, arg);
         if (c) {
@@ -2041,8 +2035,6 @@ fl_store_token_list(fl_store_t *s, fl_token_cb cb, void *arg)
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list tokens");
 out:
     sqlite3_finalize(st);
     return rc;
@@ -2077,13 +2069,9 @@ s_admin_get(fl_store_t *s, const char *sql, const char *text, size_t max, fl_adm
             const char *what)
 {
     sqlite3_stmt *st = NULL;
-    int rc = s_prepare(s, sql, "get admin", &st);
+    int rc = s_prepare_text(s, sql, "get admin", text, max, &st);
     if (rc < 0)
         return rc;
-    if (s_bind_text(st, 1, text, max) != SQLITE_OK) {
-        rc = fl_store_dberr(s, "get admin");
-        goto out;
-    }
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW)
         s_read_admin(st, out);
@@ -2091,7 +2079,6 @@ s_admin_get(fl_store_t *s, const char *sql, const char *text, size_t max, fl_adm
         rc = fl_fail(FL_ENOTFOUND, "%s: no admin with %s '%.64s'", s->path, what, text);
     else
         rc = fl_store_dberr(s, "get admin");
-out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -2211,8 +2198,7 @@ fl_store_admin_list(fl_store_t *s, fl_admin_cb cb, void *arg)
     int rc = s_prepare(s, "SELECT " S_ADMIN_COLS " FROM admins ORDER BY name", "list admins", &st);
     if (rc < 0)
         return rc;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = s_step_row(s, st, "list admins")) == 1) {
         s_read_admin(st, &row);
         int c = cb(&row, arg);
         if (c) {
@@ -2220,8 +2206,6 @@ fl_store_admin_list(fl_store_t *s, fl_admin_cb cb, void *arg)
             goto out;
         }
     }
-    if (step != SQLITE_DONE)
-        rc = fl_store_dberr(s, "list admins");
 out:
     sqlite3_finalize(st);
     return rc;

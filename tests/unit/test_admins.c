@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +18,7 @@
 
 #include "fl_store.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-admins-XXXXXX";
+#include "testutil.h"
 
 #define T0 1700000000000LL
 
@@ -28,36 +26,14 @@ static int
 setup_dir(void **state)
 {
     (void)state;
-    umask(022);
-    return mkdtemp(s_dir) ? 0 : -1;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
+    return s_tmpdir_make("admins");
 }
 
 static fl_store_t *
 s_store(const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
     fl_store_t *s = NULL;
-    assert_int_equal(fl_store_open(path, FL_STORE_CREATE, &s), 0);
+    assert_int_equal(fl_store_open(s_tmp_path(name), FL_STORE_CREATE, &s), 0);
     return s;
 }
 
@@ -199,5 +175,5 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admins),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }

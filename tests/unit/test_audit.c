@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -26,8 +25,7 @@
 #include "fl_audit.h"
 #include "fl_store.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-audit-XXXXXX";
+#include "testutil.h"
 
 #define N_ROWS 50
 #define T0 1700000000000LL
@@ -36,34 +34,13 @@ static int
 setup_dir(void **state)
 {
     (void)state;
-    umask(022);
-    return mkdtemp(s_dir) && sodium_init() >= 0 ? 0 : -1;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
+    return s_tmpdir_make("audit") == 0 && sodium_init() >= 0 ? 0 : -1;
 }
 
 static fl_store_t *
 s_store(const char *name, char *path_out, size_t cap)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    const char *path = s_tmp_path(name);
     if (path_out)
         snprintf(path_out, cap, "%s", path);
     fl_store_t *s = NULL;
@@ -601,5 +578,5 @@ main(void)
         cmocka_unit_test(test_list_and_readonly),
         cmocka_unit_test(test_migration_from_v1),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }

@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,29 +19,17 @@
 
 #include "fl_data.h"
 #include "fl_util.h"
-
-static char s_dir[64];
+#include "testutil.h"
 
 /* |a - b| <= eps, computed in double. */
 #define NEAR(a, b, eps) assert_true(fabs((double)(a) - (double)(b)) <= (eps))
 
 /* ---- fixtures ---------------------------------------------------------- */
 
-/* Path of `name` inside the temp dir (one of a few rotating buffers). */
-static const char *
-s_path(const char *name)
-{
-    static char bufs[4][400];
-    static int k;
-    char *b = bufs[k++ % 4];
-    snprintf(b, sizeof bufs[0], "%s/%s", s_dir, name);
-    return b;
-}
-
 static const char *
 s_write(const char *name, const void *data, size_t len, bool gz)
 {
-    const char *path = s_path(name);
+    const char *path = s_tmp_path(name);
     if (gz) {
         gzFile f = gzopen(path, "wb");
         assert_non_null(f);
@@ -50,10 +37,7 @@ s_write(const char *name, const void *data, size_t len, bool gz)
             assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
         assert_int_equal(gzclose(f), Z_OK);
     } else {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(data, 1, len, f), len);
-        assert_int_equal(fclose(f), 0);
+        s_write_file(path, data, len, 0644);
     }
     return path;
 }
@@ -121,24 +105,7 @@ static int
 s_setup(void **state)
 {
     (void)state;
-    snprintf(s_dir, sizeof s_dir, "/tmp/covey-test-data-XXXXXX");
-    return mkdtemp(s_dir) ? 0 : -1;
-}
-
-static int
-s_teardown(void **state)
-{
-    (void)state;
-    DIR *d = opendir(s_dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlink(s_path(e->d_name));
-    }
-    closedir(d);
-    return rmdir(s_dir);
+    return s_tmpdir_make("data");
 }
 
 /* Expect a load failure with `code` and `needle` in the message, and *out
@@ -179,20 +146,20 @@ test_idx_plain_and_gzip(void **state)
     fl_dataset_t *ds = NULL;
 
     s_write_good_pair("i.gz", "l.gz", true, true);
-    assert_int_equal(fl_dataset_load_idx(s_path("i.gz"), s_path("l.gz"), &ds), 0);
+    assert_int_equal(fl_dataset_load_idx(s_tmp_path("i.gz"), s_tmp_path("l.gz"), &ds), 0);
     s_check_good(ds);
     fl_dataset_destroy(&ds);
     assert_null(ds);
     fl_dataset_destroy(&ds);
 
     s_write_good_pair("i.raw", "l.raw", false, false);
-    assert_int_equal(fl_dataset_load_idx(s_path("i.raw"), s_path("l.raw"), &ds), 0);
+    assert_int_equal(fl_dataset_load_idx(s_tmp_path("i.raw"), s_tmp_path("l.raw"), &ds), 0);
     s_check_good(ds);
     fl_dataset_destroy(&ds);
 
     /* mixed, through fl_dataset_open("idx:...") */
     char src[600];
-    snprintf(src, sizeof src, "idx:%s,%s", s_path("i.gz"), s_path("l.raw"));
+    snprintf(src, sizeof src, "idx:%s,%s", s_tmp_path("i.gz"), s_tmp_path("l.raw"));
     assert_int_equal(fl_dataset_open(src, true, &ds), 0);
     s_check_good(ds);
     fl_dataset_destroy(&ds);
@@ -209,7 +176,7 @@ test_idx_plain_and_gzip(void **state)
     s_be32(lab + 4, 1);
     s_write("ext_i", img, sizeof img, false);
     s_write("ext_l", lab, sizeof lab, true);
-    assert_int_equal(fl_dataset_load_idx(s_path("ext_i"), s_path("ext_l"), &ds), 0);
+    assert_int_equal(fl_dataset_load_idx(s_tmp_path("ext_i"), s_tmp_path("ext_l"), &ds), 0);
     assert_true(ds->x[0] == 0.0f && ds->x[1] == 1.0f);
     assert_int_equal(ds->num_classes, 1);
     fl_dataset_destroy(&ds);
@@ -224,9 +191,9 @@ test_idx_truncated_images(void **state)
     s_write("ti", b, len, true);
     free(b);
     s_write_good_pair("dummy_i", "tl_ok", false, false);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("ti"), s_path("tl_ok"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("ti"), s_tmp_path("tl_ok"), &ds_), FL_EFORMAT,
                 "truncated: header declares 18 bytes of pixels, file holds 17");
-    assert_non_null(strstr(fl_errmsg(), s_path("ti")));
+    assert_non_null(strstr(fl_errmsg(), s_tmp_path("ti")));
 }
 
 static void
@@ -238,9 +205,9 @@ test_idx_truncated_labels(void **state)
     uint8_t *b = s_idx_labels(0x801, 3, s_labels3, 2, &len);
     s_write("tl", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("tli"), s_path("tl"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("tli"), s_tmp_path("tl"), &ds_), FL_EFORMAT,
                 "truncated: header declares 3 bytes of labels, file holds 2");
-    assert_non_null(strstr(fl_errmsg(), s_path("tl")));
+    assert_non_null(strstr(fl_errmsg(), s_tmp_path("tl")));
 }
 
 static void
@@ -251,29 +218,30 @@ test_idx_truncated_header_and_gzip(void **state)
     uint8_t *b = s_idx_images(0x803, 3, 2, 3, 18, &len);
     s_write("th", b, 10, false); /* magic + half the dims */
     s_write_good_pair("unused_i", "thl", false, false);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("th"), s_path("thl"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("th"), s_tmp_path("thl"), &ds_), FL_EFORMAT,
                 "truncated IDX header");
 
     /* A gzip stream cut in the middle of its compressed data. */
     s_write("full.gz", b, len, true);
     uint8_t *gz = NULL;
     size_t gzlen = 0;
-    assert_int_equal(fl_read_file(s_path("full.gz"), 1 << 20, &gz, &gzlen), 0);
+    assert_int_equal(fl_read_file(s_tmp_path("full.gz"), 1 << 20, &gz, &gzlen), 0);
     s_write("cut.gz", gz, gzlen - 12, false); /* drop part of data and the trailer */
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("cut.gz"), s_path("thl"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("cut.gz"), s_tmp_path("thl"), &ds_), FL_EFORMAT,
                 "cut.gz: truncated");
 
     /* Only the 8-byte gzip trailer (CRC, length) missing: all data present. */
     s_write("notrailer.gz", gz, gzlen - 8, false);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("notrailer.gz"), s_path("thl"), &ds_), FL_EFORMAT,
-                "truncated or corrupt gzip");
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("notrailer.gz"), s_tmp_path("thl"), &ds_),
+                FL_EFORMAT, "truncated or corrupt gzip");
 
     /* A flipped CRC byte. */
     gz[gzlen - 6] ^= 0xff;
     s_write("badcrc.gz", gz, gzlen, false);
     char want[512];
-    snprintf(want, sizeof want, "%s: read error: incorrect data check", s_path("badcrc.gz"));
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("badcrc.gz"), s_path("thl"), &ds_), FL_EFORMAT, want);
+    snprintf(want, sizeof want, "%s: read error: incorrect data check", s_tmp_path("badcrc.gz"));
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("badcrc.gz"), s_tmp_path("thl"), &ds_), FL_EFORMAT,
+                want);
     free(gz);
     free(b);
 }
@@ -287,19 +255,19 @@ test_idx_wrong_magic(void **state)
     uint8_t *b = s_idx_images(0x802, 3, 2, 3, 18, &len); /* 2 dims declared */
     s_write("bad_magic_i", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("bad_magic_i"), s_path("ml"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("bad_magic_i"), s_tmp_path("ml"), &ds_), FL_EFORMAT,
                 "bad magic 0x00000802 (expected 0x00000803");
 
     b = s_idx_images(0xD03, 3, 2, 3, 18, &len); /* float data type */
     s_write("float_i", b, len, true);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("float_i"), s_path("ml"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("float_i"), s_tmp_path("ml"), &ds_), FL_EFORMAT,
                 "bad magic 0x00000d03");
 
     /* images and labels swapped */
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("ml"), s_path("mi"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("ml"), s_tmp_path("mi"), &ds_), FL_EFORMAT,
                 "bad magic 0x00000801");
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("mi"), s_path("mi"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("mi"), s_tmp_path("mi"), &ds_), FL_EFORMAT,
                 "bad magic 0x00000803 (expected 0x00000801");
 }
 
@@ -314,24 +282,25 @@ test_idx_absurd_dimensions(void **state)
     uint8_t *b = s_idx_images(0x803, 0x80000000u, 28, 28, 18, &len);
     s_write("huge_n", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("huge_n"), s_path("al"), &ds_), FL_ERANGE,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("huge_n"), s_tmp_path("al"), &ds_), FL_ERANGE,
                 "2147483648 images declared, more than the limit");
 
     b = s_idx_images(0x803, 3, 2000, 2000, 18, &len);
     s_write("huge_img", b, len, true);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("huge_img"), s_path("al"), &ds_), FL_ERANGE,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("huge_img"), s_tmp_path("al"), &ds_), FL_ERANGE,
                 "image size 2000 x 2000 exceeds the limit");
 
     b = s_idx_images(0x803, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0, &len);
     s_write("huge_all", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("huge_all"), s_path("al"), &ds_), FL_ERANGE, "limit");
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("huge_all"), s_tmp_path("al"), &ds_), FL_ERANGE,
+                "limit");
 
     b = s_idx_images(0x803, 10000, 1000, 1000, 0, &len); /* 10^10 values */
     s_write("huge_total", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("huge_total"), s_path("al"), &ds_), FL_ERANGE,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("huge_total"), s_tmp_path("al"), &ds_), FL_ERANGE,
                 "exceed the limit of 4294967296 values");
 
     /* Within the caps (1M x 28 x 28) but a tiny file: the buffer grows only
@@ -344,13 +313,13 @@ test_idx_absurd_dimensions(void **state)
     s_be32(lab, 0x801);
     s_be32(lab + 4, 1000000);
     s_write("big_tiny_l", lab, sizeof lab, false);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("big_tiny"), s_path("big_tiny_l"), &ds_), FL_EFORMAT,
-                "truncated: header declares 1000000 bytes of labels, file holds 0");
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("big_tiny"), s_tmp_path("big_tiny_l"), &ds_),
+                FL_EFORMAT, "truncated: header declares 1000000 bytes of labels, file holds 0");
 
     b = s_idx_images(0x803, 0, 28, 28, 0, &len);
     s_write("zero_n", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("zero_n"), s_path("al"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("zero_n"), s_tmp_path("al"), &ds_), FL_EFORMAT,
                 "empty image set (0 x 28 x 28)");
 }
 
@@ -363,7 +332,7 @@ test_idx_count_mismatch_and_trailing(void **state)
     uint8_t *b = s_idx_labels(0x801, 2, s_labels3, 2, &len);
     s_write("cl2", b, len, false);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("ci"), s_path("cl2"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("ci"), s_tmp_path("cl2"), &ds_), FL_EFORMAT,
                 "holds 3 images but");
     assert_non_null(strstr(fl_errmsg(), "holds 2 labels"));
 
@@ -372,7 +341,7 @@ test_idx_count_mismatch_and_trailing(void **state)
     b = s_idx_labels(0x801, 3, four, 4, &len);
     s_write("cl_trailing", b, len, true);
     free(b);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("ci"), s_path("cl_trailing"), &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("ci"), s_tmp_path("cl_trailing"), &ds_), FL_EFORMAT,
                 "unexpected bytes after the 3 declared bytes of labels");
 }
 
@@ -381,11 +350,11 @@ test_idx_missing_file(void **state)
 {
     (void)state;
     s_write_good_pair("xi", "xl", false, false);
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("nope-images"), s_path("xl"), &ds_), FL_ENOTFOUND,
-                "nope-images");
-    EXPECT_FAIL(fl_dataset_load_idx(s_path("xi"), s_path("nope-labels"), &ds_), FL_ENOTFOUND,
-                "nope-labels");
-    EXPECT_FAIL(fl_dataset_load_idx(s_dir, s_path("xl"), &ds_), FL_EIO, "not a regular file");
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("nope-images"), s_tmp_path("xl"), &ds_),
+                FL_ENOTFOUND, "nope-images");
+    EXPECT_FAIL(fl_dataset_load_idx(s_tmp_path("xi"), s_tmp_path("nope-labels"), &ds_),
+                FL_ENOTFOUND, "nope-labels");
+    EXPECT_FAIL(fl_dataset_load_idx(s_dir, s_tmp_path("xl"), &ds_), FL_EIO, "not a regular file");
 }
 
 /* ---- CSV --------------------------------------------------------------- */
@@ -440,7 +409,7 @@ test_csv_header_variants(void **state)
     fl_dataset_destroy(&ds);
 
     /* header present but declared absent: its first field is a bad label */
-    EXPECT_FAIL(fl_dataset_load_csv(s_path("h.csv"), &without, &ds_), FL_EFORMAT,
+    EXPECT_FAIL(fl_dataset_load_csv(s_tmp_path("h.csv"), &without, &ds_), FL_EFORMAT,
                 "h.csv:1: column 1: 'label' is not a valid label");
 
     /* header declared on a file without one: the first data row is lost */
@@ -600,7 +569,7 @@ test_csv_shape_errors(void **state)
     bad = s_opts(0, -1, '.');
     EXPECT_FAIL(fl_dataset_load_csv(p, &bad, &ds_), FL_EINVAL, "delimiter");
 
-    EXPECT_FAIL(fl_dataset_load_csv(s_path("missing.csv"), NULL, &ds_), FL_ENOTFOUND,
+    EXPECT_FAIL(fl_dataset_load_csv(s_tmp_path("missing.csv"), NULL, &ds_), FL_ENOTFOUND,
                 "missing.csv");
 
     /* 2^20 + 1 columns: over the cap (a 2 MB file) */
@@ -800,5 +769,5 @@ main(void)
         cmocka_unit_test(test_fashion_mnist_real),
         cmocka_unit_test(test_subset_and_standardize),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return cmocka_run_group_tests(tests, s_setup, s_tmpdir_teardown);
 }

@@ -18,74 +18,13 @@
 
 #include "fl_keys.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-keys-XXXXXX";
+#include "testutil.h"
 
 static int
 setup_dir(void **state)
 {
     (void)state;
-    return mkdtemp(s_dir) ? 0 : -1;
-}
-
-/* The directory holds files, links, a FIFO and one empty directory. */
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
-}
-
-/* A fresh path in the test directory. */
-static const char *
-s_path(const char *name)
-{
-    static char buf[4][256];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", s_dir, name);
-    return p;
-}
-
-static void
-s_write(const char *path, const char *text, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    size_t n = strlen(text);
-    assert_int_equal(write(fd, text, n), (ssize_t)n);
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-}
-
-static char *
-s_slurp(const char *path)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(fl_read_file(path, 4096, &buf, &len), 0);
-    return (char *)buf;
-}
-
-static unsigned
-s_mode(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (unsigned)(st.st_mode & 07777);
+    return s_tmpdir_make("keys");
 }
 
 /* Entries of the test directory whose name starts with prefix. */
@@ -130,23 +69,23 @@ static void
 test_save_load_roundtrip(void **state)
 {
     (void)state;
-    const char *path = s_path("agent.key");
+    const char *path = s_tmp_path("agent.key");
     char pubpath[300], expect[256], pub[41];
     fl_keypair_t *kp = fl_keypair_generate(), *back = NULL;
     snprintf(pubpath, sizeof pubpath, "%s.pub", path);
 
     umask(022);
     assert_int_equal(fl_keypair_save(kp, path), 0);
-    assert_int_equal(s_mode(path), 0600);
-    assert_int_equal(s_mode(pubpath), 0644);
+    assert_int_equal(s_file_mode(path), 0600);
+    assert_int_equal(s_file_mode(pubpath), 0644);
 
-    char *text = s_slurp(path);
+    char *text = s_read_text(path);
     snprintf(expect, sizeof expect,
              "# covey CURVE secret key -- keep private\npublic = %s\nsecret = %s\n",
              fl_keypair_public(kp), fl_keypair_secret(kp));
     assert_string_equal(text, expect);
     free(text);
-    text = s_slurp(pubpath);
+    text = s_read_text(pubpath);
     snprintf(expect, sizeof expect, "# covey CURVE public key\npublic = %s\n",
              fl_keypair_public(kp));
     assert_string_equal(text, expect);
@@ -177,8 +116,8 @@ test_save_load_roundtrip(void **state)
 
     /* a missing directory fails cleanly */
     kp = fl_keypair_generate();
-    assert_int_equal(fl_keypair_save(kp, s_path("nodir/x.key")), FL_EIO);
-    assert_int_equal(fl_keypair_load(s_path("nodir/x.key"), &back), FL_ENOTFOUND);
+    assert_int_equal(fl_keypair_save(kp, s_tmp_path("nodir/x.key")), FL_EIO);
+    assert_int_equal(fl_keypair_load(s_tmp_path("nodir/x.key"), &back), FL_ENOTFOUND);
     assert_null(back);
     fl_keypair_destroy(&kp);
 }
@@ -187,7 +126,7 @@ test_save_load_roundtrip(void **state)
 static const char *
 s_saved(const char *name)
 {
-    const char *path = s_path(name);
+    const char *path = s_tmp_path(name);
     fl_keypair_t *kp = fl_keypair_generate();
     assert_int_equal(fl_keypair_save(kp, path), 0);
     fl_keypair_destroy(&kp);
@@ -226,7 +165,7 @@ test_mode_refused(void **state)
     assert_int_equal(fl_key_check_file_mode(path), 0);
 
     /* a symlink is followed: the target's mode is what counts */
-    const char *link = s_path("mode-link.key");
+    const char *link = s_tmp_path("mode-link.key");
     assert_int_equal(symlink(path, link), 0);
     assert_int_equal(fl_keypair_load(link, &kp), 0);
     fl_keypair_destroy(&kp);
@@ -240,8 +179,8 @@ test_not_regular_or_missing(void **state)
 {
     (void)state;
     fl_keypair_t *kp = NULL;
-    const char *dir = s_path("adir");
-    const char *fifo = s_path("afifo");
+    const char *dir = s_tmp_path("adir");
+    const char *fifo = s_tmp_path("afifo");
 
     assert_int_equal(mkdir(dir, 0700), 0);
     assert_int_equal(fl_keypair_load(dir, &kp), FL_EPERM);
@@ -252,9 +191,9 @@ test_not_regular_or_missing(void **state)
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_int_equal(fl_keypair_load(fifo, &kp), FL_EPERM);
     assert_non_null(strstr(fl_errmsg(), fifo));
-    assert_int_equal(fl_keypair_load(s_path("absent.key"), &kp), FL_ENOTFOUND);
+    assert_int_equal(fl_keypair_load(s_tmp_path("absent.key"), &kp), FL_ENOTFOUND);
     assert_non_null(strstr(fl_errmsg(), "absent.key"));
-    assert_int_equal(fl_key_check_file_mode(s_path("absent.key")), FL_ENOTFOUND);
+    assert_int_equal(fl_key_check_file_mode(s_tmp_path("absent.key")), FL_ENOTFOUND);
     assert_null(kp);
 }
 
@@ -280,9 +219,9 @@ test_owner_refused(void **state)
 static void
 s_expect_malformed(const char *text, const char *why, const char *secret)
 {
-    const char *path = s_path("bad.key");
+    const char *path = s_tmp_path("bad.key");
     fl_keypair_t *kp = NULL;
-    s_write(path, text, 0600);
+    s_write_text(path, text, 0600);
     assert_int_equal(fl_keypair_load(path, &kp), FL_EFORMAT);
     assert_null(kp);
     if (!strstr(fl_errmsg(), why))
@@ -334,7 +273,7 @@ test_malformed(void **state)
     /* far too big to be a key file */
     memset(t, '#', sizeof t - 1);
     t[sizeof t - 1] = 0;
-    const char *path = s_path("big.key");
+    const char *path = s_tmp_path("big.key");
     FILE *fp = fopen(path, "w");
     for (int i = 0; i < 3; i++)
         fputs(t, fp);
@@ -346,8 +285,8 @@ test_malformed(void **state)
 
     /* tolerated: CRLF line ends, blanks, tabs, comments anywhere */
     snprintf(t, sizeof t, "\r\n# x\r\n  public\t=  %s  \r\n\n# y\nsecret=%s", pa, sa);
-    const char *ok = s_path("ok.key");
-    s_write(ok, t, 0600);
+    const char *ok = s_tmp_path("ok.key");
+    s_write_text(ok, t, 0600);
     assert_int_equal(fl_keypair_load(ok, &kp), 0);
     assert_string_equal(fl_keypair_public(kp), pa);
     assert_string_equal(fl_keypair_secret(kp), sa);
@@ -375,21 +314,21 @@ test_load_public(void **state)
     assert_int_equal(fl_key_load_public(secret_path, out), FL_EFORMAT);
     assert_non_null(strstr(fl_errmsg(), "holds a secret key"));
     assert_null(strstr(fl_errmsg(), fl_keypair_secret(kp)));
-    assert_int_equal(fl_key_load_public(s_path("nope.pub"), out), FL_ENOTFOUND);
+    assert_int_equal(fl_key_load_public(s_tmp_path("nope.pub"), out), FL_ENOTFOUND);
     assert_non_null(strstr(fl_errmsg(), "nope.pub"));
     assert_int_equal(fl_key_load_public("", out), FL_EINVAL);
     /* a 40-character non-key that is no file */
     assert_int_equal(fl_key_load_public("~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", out),
                      FL_ENOTFOUND);
 
-    const char *bad = s_path("bad.pub");
-    s_write(bad, "public = short\n", 0644);
+    const char *bad = s_tmp_path("bad.pub");
+    s_write_text(bad, "public = short\n", 0644);
     assert_int_equal(fl_key_load_public(bad, out), FL_EFORMAT);
-    s_write(bad, "# nothing\n", 0644);
+    s_write_text(bad, "# nothing\n", 0644);
     assert_int_equal(fl_key_load_public(bad, out), FL_EFORMAT);
     assert_non_null(strstr(fl_errmsg(), "no 'public"));
     snprintf(t, sizeof t, "public = %s\n", fl_keypair_public(kp));
-    s_write(bad, t, 0644);
+    s_write_text(bad, t, 0644);
     assert_int_equal(fl_key_load_public(bad, out), 0);
     assert_string_equal(out, fl_keypair_public(kp));
     fl_keypair_destroy(&kp);
@@ -436,5 +375,5 @@ main(void)
         cmocka_unit_test(test_load_public),
         cmocka_unit_test(test_check_z85),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }

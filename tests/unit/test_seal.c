@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,56 +21,13 @@
 
 #include "fl_seal.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-seal-XXXXXX";
+#include "testutil.h"
 
 static int
 setup_dir(void **state)
 {
     (void)state;
-    umask(022);
-    return mkdtemp(s_dir) && sodium_init() >= 0 ? 0 : -1;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
-}
-
-static const char *
-s_path(const char *name)
-{
-    static char buf[4][256];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", s_dir, name);
-    unlink(p);
-    return p;
-}
-
-static void
-s_write(const char *path, const char *text, mode_t mode)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(chmod(path, mode), 0);
+    return s_tmpdir_make("seal") == 0 && sodium_init() >= 0 ? 0 : -1;
 }
 
 static const uint8_t s_digest[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
@@ -142,7 +98,7 @@ static void
 test_documented_layout(void **state)
 {
     (void)state;
-    const char *path = s_path("layout.key");
+    const char *path = s_tmp_fresh("layout.key");
     char text[256];
     uint8_t key[32];
     for (int i = 0; i < 32; i++)
@@ -150,7 +106,7 @@ test_documented_layout(void **state)
     char hex[65];
     sodium_bin2hex(hex, sizeof hex, key, 32);
     snprintf(text, sizeof text, "# test\nkey = %s\n", hex);
-    s_write(path, text, 0600);
+    s_write_text(path, text, 0600);
     fl_datakey_t *k = NULL;
     assert_int_equal(fl_datakey_load(path, &k), 0);
 
@@ -426,7 +382,7 @@ static void
 test_keyfile(void **state)
 {
     (void)state;
-    const char *path = s_path("data.key");
+    const char *path = s_tmp_fresh("data.key");
     fl_datakey_t *k = fl_datakey_generate(), *l = NULL;
     struct stat st;
     assert_int_equal(fl_datakey_save(k, path), 0);
@@ -471,14 +427,14 @@ test_keyfile(void **state)
     fl_datakey_destroy(&l);
 
     /* A symbolic link to a good file is followed; a directory is refused. */
-    const char *link_path = s_path("link.key");
+    const char *link_path = s_tmp_fresh("link.key");
     assert_int_equal(symlink(path, link_path), 0);
     assert_int_equal(fl_datakey_load(link_path, &l), 0);
     fl_datakey_destroy(&l);
-    const char *dir = s_path("dir.key");
+    const char *dir = s_tmp_fresh("dir.key");
     assert_int_equal(mkdir(dir, 0700), 0);
     assert_int_equal(fl_datakey_load(dir, &l), FL_EPERM);
-    assert_int_equal(fl_datakey_load(s_path("missing.key"), &l), FL_ENOTFOUND);
+    assert_int_equal(fl_datakey_load(s_tmp_fresh("missing.key"), &l), FL_ENOTFOUND);
     assert_non_null(strstr(fl_errmsg(), "missing.key"));
     fl_datakey_destroy(&k);
 }
@@ -505,11 +461,11 @@ test_keyfile_malformed(void **state)
         {"# c\n\nkey = 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\njunk\n",
          "line 4"},
     };
-    const char *path = s_path("bad.key");
+    const char *path = s_tmp_fresh("bad.key");
     fl_datakey_t *k = NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         unlink(path);
-        s_write(path, cases[i].text, 0600);
+        s_write_text(path, cases[i].text, 0600);
         assert_int_equal(fl_datakey_load(path, &k), FL_EFORMAT);
         assert_null(k);
         if (!strstr(fl_errmsg(), cases[i].want))
@@ -522,11 +478,11 @@ test_keyfile_malformed(void **state)
     unlink(path);
     char ok[256];
     snprintf(ok, sizeof ok, "# covey data key\n\n   key\t=  %s  \n# end\n", hex);
-    s_write(path, ok, 0600);
+    s_write_text(path, ok, 0600);
     assert_int_equal(fl_datakey_load(path, &k), 0);
     fl_datakey_destroy(&k);
     unlink(path);
-    s_write(path, good, 0600);
+    s_write_text(path, good, 0600);
     assert_int_equal(fl_datakey_load(path, &k), 0);
     fl_datakey_destroy(&k);
 
@@ -534,7 +490,7 @@ test_keyfile_malformed(void **state)
     unlink(path);
     char *huge = fl_xcalloc(1, 5000);
     memset(huge, '#', 4999);
-    s_write(path, huge, 0600);
+    s_write_text(path, huge, 0600);
     free(huge);
     assert_int_equal(fl_datakey_load(path, &k), FL_EFORMAT);
     assert_non_null(strstr(fl_errmsg(), "larger than"));
@@ -555,5 +511,5 @@ main(void)
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_malformed),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }

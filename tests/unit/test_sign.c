@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +20,7 @@
 
 #include "fl_sign.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-sign-XXXXXX";
+#include "testutil.h"
 
 /* RFC 8032 section 7.1, test 1. */
 static const char s_seed_hex[] = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
@@ -37,50 +35,7 @@ static int
 setup_dir(void **state)
 {
     (void)state;
-    umask(022);
-    return mkdtemp(s_dir) && sodium_init() >= 0 ? 0 : -1;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
-}
-
-static const char *
-s_path(const char *name)
-{
-    static char buf[4][256];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", s_dir, name);
-    unlink(p);
-    return p;
-}
-
-static void
-s_write(const char *path, const char *text, mode_t mode)
-{
-    unlink(path);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(chmod(path, mode), 0);
+    return s_tmpdir_make("sign") == 0 && sodium_init() >= 0 ? 0 : -1;
 }
 
 static void
@@ -102,11 +57,11 @@ s_digest(uint8_t d[32])
 static const char *
 s_rfc_keyfile(void)
 {
-    const char *path = s_path("rfc.key");
+    const char *path = s_tmp_fresh("rfc.key");
     char text[256];
     snprintf(text, sizeof text, "# covey model-signing key (Ed25519)\npublic = %s\nsecret = %s\n",
              s_pk_hex, s_seed_hex);
-    s_write(path, text, 0600);
+    s_write_text(path, text, 0600);
     return path;
 }
 
@@ -231,7 +186,7 @@ static void
 test_keyfiles(void **state)
 {
     (void)state;
-    const char *path = s_path("sign.key");
+    const char *path = s_tmp_fresh("sign.key");
     char pubpath[300];
     snprintf(pubpath, sizeof pubpath, "%s.pub", path);
     fl_signkey_t *k = fl_signkey_generate(), *l = NULL;
@@ -280,7 +235,7 @@ static void
 test_keyfile_malformed(void **state)
 {
     (void)state;
-    const char *path = s_path("bad.key");
+    const char *path = s_tmp_fresh("bad.key");
     fl_signkey_t *k = NULL;
     char text[512], other_pk[65];
     /* Another valid public key: the RFC's with one digit changed is not on
@@ -302,7 +257,7 @@ test_keyfile_malformed(void **state)
             n += (size_t)snprintf(text + n, sizeof text - n, "public = %s\n", cases[i].pub);
         if (cases[i].secret)
             snprintf(text + n, sizeof text - n, "secret = %s\n", cases[i].secret);
-        s_write(path, text, 0600);
+        s_write_text(path, text, 0600);
         assert_int_equal(fl_signkey_load(path, &k), FL_EFORMAT);
         assert_null(k);
         if (!strstr(fl_errmsg(), cases[i].want))
@@ -311,10 +266,10 @@ test_keyfile_malformed(void **state)
     }
     snprintf(text, sizeof text, "public = %s\nsecret = %s\nsecret = %s\n", s_pk_hex, s_seed_hex,
              s_seed_hex);
-    s_write(path, text, 0600);
+    s_write_text(path, text, 0600);
     assert_int_equal(fl_signkey_load(path, &k), FL_EFORMAT);
     assert_non_null(strstr(fl_errmsg(), "line 3"));
-    assert_int_equal(fl_signkey_load(s_path("missing.key"), &k), FL_ENOTFOUND);
+    assert_int_equal(fl_signkey_load(s_tmp_fresh("missing.key"), &k), FL_ENOTFOUND);
 }
 
 int
@@ -327,5 +282,5 @@ main(void)
         cmocka_unit_test(test_keyfiles),
         cmocka_unit_test(test_keyfile_malformed),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }

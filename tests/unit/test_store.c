@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -25,35 +24,13 @@
 #include "fl_rng.h"
 #include "fl_store.h"
 #include "fl_util.h"
-
-static char s_dir[64];
+#include "testutil.h"
 
 static int
 s_setup(void **state)
 {
     (void)state;
-    umask(022);
-    snprintf(s_dir, sizeof s_dir, "/tmp/covey-test-store-XXXXXX");
-    return mkdtemp(s_dir) ? 0 : -1;
-}
-
-static int
-s_teardown(void **state)
-{
-    (void)state;
-    DIR *d = opendir(s_dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    return rmdir(s_dir);
+    return s_tmpdir_make("store");
 }
 
 /* A fresh path in the test directory (any old files of that name removed). */
@@ -1132,5 +1109,5 @@ main(void)
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_two_connections),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return cmocka_run_group_tests(tests, s_setup, s_tmpdir_teardown);
 }

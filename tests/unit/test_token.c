@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -24,8 +23,7 @@
 #include "fl_store.h"
 #include "fl_token.h"
 #include "fl_util.h"
-
-static char s_dir[] = "/tmp/covey-test-token-XXXXXX";
+#include "testutil.h"
 
 /* Golden token (tests/unit/test_token.c fields below), computed with Python:
  * base64.urlsafe_b64encode(bin).rstrip("=") with the checksum from
@@ -43,27 +41,7 @@ static int
 setup_dir(void **state)
 {
     (void)state;
-    umask(022);
-    return mkdtemp(s_dir) && sodium_init() >= 0 ? 0 : -1;
-}
-
-static int
-teardown_dir(void **state)
-{
-    (void)state;
-    char p[512];
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    return rmdir(s_dir);
+    return s_tmpdir_make("token") == 0 && sodium_init() >= 0 ? 0 : -1;
 }
 
 /* The fields of the golden token. */
@@ -451,10 +429,8 @@ test_duration(void **state)
 static fl_store_t *
 s_store(const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
     fl_store_t *s = NULL;
-    assert_int_equal(fl_store_open(path, FL_STORE_CREATE, &s), 0);
+    assert_int_equal(fl_store_open(s_tmp_path(name), FL_STORE_CREATE, &s), 0);
     return s;
 }
 
@@ -640,5 +616,5 @@ main(void)
         cmocka_unit_test(test_store_revoke_and_rules),
         cmocka_unit_test(test_store_transaction),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, setup_dir, s_tmpdir_teardown);
 }
