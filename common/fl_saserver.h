@@ -1,0 +1,154 @@
+/*
+ * fl_saserver.h — the coordinator's side of one SecAgg / SecAgg+ round as a
+ * state machine over byte records (SECAGG.md §1.4; the record layouts and
+ * the setup are in fl_saclient.h). No sockets, no clocks: the daemon sends
+ * and receives the sa.* messages, decides when a phase's deadline has passed
+ * and calls fl_sa_server_close_*; this module keeps the sets
+ *   U0 selected, U1 advertised keys, U2 sent shares, U3 masked input
+ *   committed, U5 sent unmasking shares
+ * and the streamed sum of masked inputs (memory O(words + n k)).
+ *
+ * Phases: ADV -> SHR -> MASKED -> UNMASK -> DONE; any phase may end in
+ * FAILED (too few clients left: the daemon aborts the attempt and retries
+ * with a fresh setup). A message from a client not in the phase's set, a
+ * second message from one client, or a malformed record is refused with
+ * FL_EPROTO (detail names it) and changes nothing: the round goes on for
+ * the honest clients. Calls in the wrong phase return FL_ESTATE.
+ *
+ * The result: with wmax > 0 the weighted mean of the U3 inputs; otherwise
+ * their plain sum (the caller divides, e.g. the DP fixed denominator). It is
+ * exact up to the quantization step 2 clip / levels per client.
+ *
+ * A server belongs to one thread.
+ */
+#ifndef FL_SASERVER_H
+#define FL_SASERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_saclient.h"
+#include "fl_util.h"
+
+typedef enum {
+    FL_SA_PH_ADV = 0,
+    FL_SA_PH_SHR,
+    FL_SA_PH_MASKED,
+    FL_SA_PH_UNMASK,
+    FL_SA_PH_DONE,
+    FL_SA_PH_FAILED
+} fl_sa_phase_t;
+
+/* "adv", "shr", "masked", "unmask", "done", "failed". Never NULL. */
+const char *fl_sa_phase_name(fl_sa_phase_t ph);
+
+typedef struct fl_sa_server fl_sa_server_t;
+
+/* A server for setup *s (idx ignored): checks it (FL_EINVAL) and builds the
+ * graph. Returns 0 and *out (caller owns it), or FL_EINVAL / FL_ENOMEM. */
+int fl_sa_server_new(const fl_sa_setup_t *s, fl_sa_server_t **out) FL_MUST_CHECK;
+
+/* Wipe, free and NULL *self_p. Accepts NULL and *self_p == NULL. */
+void fl_sa_server_destroy(fl_sa_server_t **self_p);
+
+fl_sa_phase_t fl_sa_server_phase(const fl_sa_server_t *self);
+
+/* |U0| .. |U5| for stage 0..5 (U4 = U3 in the semi-honest protocol). */
+size_t fl_sa_server_count(const fl_sa_server_t *self, unsigned stage);
+
+/* Whether client idx is in U<stage> (0..5). False for idx >= n. */
+bool fl_sa_server_member(const fl_sa_server_t *self, uint32_t idx, unsigned stage);
+
+/* Why the round failed (empty unless phase is FAILED). Borrowed. */
+const char *fl_sa_server_failure(const fl_sa_server_t *self);
+
+/* ---- R0 / R1 ---- */
+
+/* Client idx advertises its keys. FL_EPROTO: idx >= n, a second adv, a key
+ * already advertised by another client (or cpk == spk); FL_ESTATE. */
+int fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+                        const uint8_t spk[FL_SA_KEY_LEN]) FL_MUST_CHECK;
+
+/* All advertisements are in (or the deadline passed): U1 is frozen. Moves to
+ * SHR and returns 0, or to FAILED and returns FL_ERANGE when some client of
+ * U1 has fewer than t members of U1 in its neighbourhood (itself included). */
+int fl_sa_server_close_adv(fl_sa_server_t *self) FL_MUST_CHECK;
+
+/* The sa.keys records for idx in U1: N(idx) ∩ U1 with their keys, idx
+ * included. Borrowed, valid until the next call. FL_ESTATE / FL_EPROTO. */
+int fl_sa_server_keys_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
+                          size_t *out_len) FL_MUST_CHECK;
+
+/* Client idx (in U1) sends its sealed shares: exactly one record for every
+ * member of N(idx) ∩ U1 other than itself. The envelopes are kept, unread,
+ * for routing. FL_EPROTO (anything else) / FL_ESTATE. */
+int fl_sa_server_on_shr(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs,
+                        size_t len) FL_MUST_CHECK;
+
+/* U2 is frozen (clients of U1 that sent shares). Moves to MASKED, or to
+ * FAILED (FL_ERANGE) when some client of U2 has fewer than t members of U2
+ * in its neighbourhood. */
+int fl_sa_server_close_shr(fl_sa_server_t *self) FL_MUST_CHECK;
+
+/* The sa.mreq records for idx in U2: the envelopes addressed to idx by the
+ * other members of U2. Borrowed, valid until the next call. */
+int fl_sa_server_mreq_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
+                          size_t *out_len) FL_MUST_CHECK;
+
+/* ---- R2': masked inputs, streamed into the sum ---- */
+
+/* Words per masked input (fl_sa_setup_words). */
+uint64_t fl_sa_server_words(const fl_sa_server_t *self);
+
+/* Open client idx's input (idx in U2, none committed yet for it, no other
+ * open). FL_EPROTO / FL_ESTATE. */
+int fl_sa_server_input_begin(fl_sa_server_t *self, uint32_t idx) FL_MUST_CHECK;
+
+/* The next n words of the open input, starting at word `off` (chunks must
+ * come in order: off = words received so far). Every word must be below
+ * 2^bits. On FL_EPROTO the open input is discarded; the sum is untouched. */
+int fl_sa_server_input_chunk(fl_sa_server_t *self, uint64_t off, const uint32_t *w,
+                             size_t n) FL_MUST_CHECK;
+
+/* All words received: add the input to the sum, idx joins U3. FL_EPROTO
+ * when words are missing (the input is discarded). */
+int fl_sa_server_input_commit(fl_sa_server_t *self) FL_MUST_CHECK;
+
+/* Discard the open input (if any); the sum is untouched. */
+void fl_sa_server_input_abort(fl_sa_server_t *self);
+
+/* U3 is frozen. Moves to UNMASK, or to FAILED (FL_ERANGE) when fewer than t
+ * clients are in U3, or some secret to be reconstructed (b of each U3
+ * member, s_sk of each U2 \ U3 member with a neighbour in U3) has fewer
+ * than t holders in U3. */
+int fl_sa_server_close_masked(fl_sa_server_t *self) FL_MUST_CHECK;
+
+/* ---- R4 ---- */
+
+/* The sa.unmask records for idx in U3: N(idx) ∩ U3 alive, N(idx) ∩ (U2 \
+ * U3) dead. Borrowed, valid until the next call. */
+int fl_sa_server_unmask_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
+                            size_t *out_len) FL_MUST_CHECK;
+
+/* Client idx (in U3) reveals shares: exactly the records its unmask asked
+ * for (kind b for alive owners, s_sk for dead ones). FL_EPROTO / FL_ESTATE. */
+int fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs,
+                           size_t len) FL_MUST_CHECK;
+
+/* Whether every needed secret already has at least t shares (the daemon can
+ * stop waiting for the remaining clients). */
+bool fl_sa_server_ready(const fl_sa_server_t *self);
+
+/*
+ * Reconstruct every needed secret, remove all masks from the sum and decode
+ * it into out[0..dim): the weighted mean (wmax > 0, and the weight total in
+ * *weight_sum) or the plain sum (wmax == 0, *weight_sum = |U3|). weight_sum
+ * may be NULL. Moves to DONE and returns 0, or to FAILED and returns
+ * FL_ERANGE (a secret with fewer than t shares, a decoded value out of
+ * range) / FL_ECRYPTO (shares that do not reconstruct, a reconstructed s_sk
+ * that does not match its advertised key).
+ */
+int fl_sa_server_finish(fl_sa_server_t *self, float *out, double *weight_sum) FL_MUST_CHECK;
+
+#endif
