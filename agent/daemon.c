@@ -10,6 +10,13 @@
  * so the connection stays responsive; the two threads hand jobs over an
  * inproc PAIR pipe, and an abort sets a flag the training loop checks per
  * batch. The daemon never exits because the coordinator is away.
+ *
+ * With secure aggregation (the train message carries a setup) the main
+ * thread also runs the client side of SecAgg+ (fl_saclient) while the worker
+ * trains: it advertises fresh keys, seals its shares for its neighbours,
+ * opens theirs, and once both training and the share exchange are done it
+ * serves the masked, quantized update instead of the plain one; at the end
+ * it reveals only the shares the coordinator needs to remove the masks.
  */
 #include "agent.h"
 
@@ -36,6 +43,7 @@
 #include "fl_net.h"
 #include "fl_partition.h"
 #include "fl_proto.h"
+#include "fl_saclient.h"
 #include "fl_sign.h"
 #include "fl_train.h"
 
@@ -95,11 +103,19 @@ typedef struct agent {
     fl_model_t *model;
     fl_params_t *global_ref;
 
-    /* the update ready to be pulled */
+    /* the update ready to be pulled (served from `out`: upd, or sa_y) */
     float *upd;
     size_t upd_cap, upd_bytes;
     uint64_t upd_round, upd_attempt;
     bool upd_valid;
+    const uint8_t *out;
+
+    /* secure aggregation of the current training task (NULL when off) */
+    fl_sa_client_t *sa;
+    bool sa_mreq_done;  /* shares exchanged: the input can be masked */
+    bool sa_trained;    /* the worker's update is in upd, not yet masked */
+    uint32_t *sa_y;     /* the masked input */
+    size_t sa_y_cap;
 
     bool connected, need_hello;
     int64_t refused_backoff_ms, reconnect_at_ms; /* after a refused key */
@@ -157,15 +173,21 @@ s_send_hello(agent_t *a)
 }
 
 static void
-s_send_fail(agent_t *a, const fl_msg_t *task, const char *reason)
+s_send_fail_ra(agent_t *a, uint64_t round, uint64_t attempt, const char *reason)
 {
     fl_msg_t m;
     fl_msg_init(&m, FL_MSG_FAIL);
-    m.round = task->round;
-    m.attempt = task->attempt;
-    snprintf(m.reason, sizeof m.reason, "%s", reason);
-    fl_warn("task failed", "round=%llu reason=\"%s\"", (unsigned long long)task->round, reason);
+    m.round = round;
+    m.attempt = attempt;
+    fl_msg_set_reason(&m, "%s", reason);
+    fl_warn("task failed", "round=%llu reason=\"%s\"", (unsigned long long)round, m.reason);
     (void)s_send(a, &m, NULL, 0);
+}
+
+static void
+s_send_fail(agent_t *a, const fl_msg_t *task, const char *reason)
+{
+    s_send_fail_ra(a, task->round, task->attempt, reason);
 }
 
 /* ------------------------------------------------------------- the worker */
@@ -280,15 +302,169 @@ s_worker_main(void *arg)
     return NULL;
 }
 
+/* ---------------------------------------------------- secure aggregation */
+
+static void s_send_ready(agent_t *a, const uint8_t *bytes, size_t nbytes);
+
+/* Whether the secure-aggregation client belongs to (round, attempt). */
+static bool
+s_sa_mine(const agent_t *a, uint64_t round, uint64_t attempt)
+{
+    if (!a->sa)
+        return false;
+    const fl_sa_setup_t *st = fl_sa_client_setup(a->sa);
+    return st->round == round && st->attempt == attempt;
+}
+
+/* Give up this round's secure aggregation: wipe its secrets, stop training
+ * and tell the coordinator why. */
+static void
+s_sa_abort(agent_t *a, const char *why)
+{
+    const fl_sa_setup_t *st = fl_sa_client_setup(a->sa);
+    uint64_t round = st->round, attempt = st->attempt;
+    fl_sa_client_destroy(&a->sa);
+    if (a->busy && a->job.task.round == round)
+        atomic_store(&a->stop_job, 1);
+    if (a->pending && a->pending_task.round == round)
+        a->pending = false;
+    s_send_fail_ra(a, round, attempt, why);
+}
+
+/* A training task with a secure-aggregation setup: fresh keys for it (kept
+ * if the same task comes again after a reconnection), advertised at once.
+ * False when the setup is unusable (the task is refused). */
+static bool
+s_sa_setup(agent_t *a, const fl_msg_t *m)
+{
+    fl_sa_setup_t st;
+    fl_msg_t adv;
+    if (s_sa_mine(a, m->round, m->attempt))
+        return true;
+    fl_sa_client_destroy(&a->sa);
+    memset(&st, 0, sizeof st);
+    st.round = m->round;
+    st.attempt = m->attempt;
+    st.n = (uint32_t)m->sa_n;
+    st.idx = (uint32_t)m->sa_idx;
+    st.k = (uint32_t)m->sa_k;
+    st.t = (uint32_t)m->sa_t;
+    st.full = m->sa_full != 0;
+    st.bits = (unsigned)m->sa_bits;
+    st.levels = (uint32_t)m->sa_levels;
+    st.clip = m->sa_clip;
+    st.wmax = m->sa_wmax;
+    st.dim = m->sa_dim;
+    memcpy(st.nonce, m->nonce, sizeof st.nonce);
+    size_t numel = m->nbytes / sizeof(float);
+    if (!m->has_nonce || (st.dim != numel && st.dim != numel + 1) ||
+        fl_sa_client_new(&st, &a->sa) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "secure aggregation setup refused: %s",
+                 !m->has_nonce ? "no nonce"
+                 : st.dim != numel && st.dim != numel + 1 ? "dim does not match the model"
+                                                          : fl_errmsg());
+        s_send_fail(a, m, why);
+        return false;
+    }
+    a->sa_mreq_done = a->sa_trained = false;
+    fl_msg_init(&adv, FL_MSG_SA_ADV);
+    adv.round = m->round;
+    adv.attempt = m->attempt;
+    adv.has_cpk = adv.has_spk = true;
+    memcpy(adv.cpk, fl_sa_client_cpk(a->sa), 32);
+    memcpy(adv.spk, fl_sa_client_spk(a->sa), 32);
+    fl_info("secure aggregation: keys advertised", "round=%llu index=%u of=%u k=%u t=%u",
+            (unsigned long long)m->round, st.idx, st.n, st.k, st.t);
+    (void)s_send(a, &adv, NULL, 0);
+    return true;
+}
+
+/* Both training and the share exchange are done: mask and offer the input. */
+static void
+s_sa_try_ready(agent_t *a)
+{
+    if (!a->sa || !a->sa_mreq_done || !a->sa_trained)
+        return;
+    const fl_sa_setup_t *st = fl_sa_client_setup(a->sa);
+    const job_t *j = &a->job;
+    size_t numel = j->task.nbytes / sizeof(float), saturated = 0;
+    size_t words = (size_t)fl_sa_setup_words(st);
+    a->sa_trained = false;
+    if (st->dim == numel + 1) /* the adaptive-clipping bit, summed securely */
+        a->upd[numel] = (float)(j->unclipped ? st->clip : -st->clip);
+    if (words * sizeof(uint32_t) > a->sa_y_cap) {
+        free(a->sa_y);
+        a->sa_y = fl_xmalloc_aligned(words * sizeof(uint32_t));
+        a->sa_y_cap = words * sizeof(uint32_t);
+    }
+    if (fl_sa_client_mask(a->sa, a->upd, (double)j->n_samples, NULL, NULL, a->sa_y,
+                          &saturated) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot mask the update: %s", fl_errmsg());
+        s_sa_abort(a, why);
+        return;
+    }
+    if (saturated > 0)
+        fl_warn("update values clipped to the secure-aggregation range", "round=%llu count=%zu "
+                "clip=%g", (unsigned long long)st->round, saturated, st->clip);
+    s_send_ready(a, (const uint8_t *)a->sa_y, words * sizeof(uint32_t));
+}
+
+/* sa.keys, sa.mreq and sa.unmask from the coordinator. */
+static void
+s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
+{
+    const uint8_t *out = NULL;
+    size_t out_len = 0;
+    int rc;
+    fl_msg_t r;
+    if (!s_sa_mine(a, m->round, m->attempt)) {
+        fl_warn("secure-aggregation message for another round ignored", "type=%s round=%llu",
+                fl_msg_type_name(m->type), (unsigned long long)m->round);
+        return;
+    }
+    fl_msg_init(&r, m->type == FL_MSG_SA_KEYS ? FL_MSG_SA_SHR : FL_MSG_SA_SHARES);
+    r.round = m->round;
+    r.attempt = m->attempt;
+    if (m->type == FL_MSG_SA_KEYS)
+        rc = fl_sa_client_on_keys(a->sa, data, len, &out, &out_len);
+    else if (m->type == FL_MSG_SA_MREQ)
+        rc = fl_sa_client_on_mreq(a->sa, data, len);
+    else
+        rc = fl_sa_client_on_unmask(a->sa, data, len, &out, &out_len);
+    if (rc != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "secure aggregation aborted at %s: %s",
+                 fl_msg_type_name(m->type), fl_errmsg());
+        s_sa_abort(a, why);
+        return;
+    }
+    fl_debug("secure aggregation step", "type=%s round=%llu", fl_msg_type_name(m->type),
+             (unsigned long long)m->round);
+    if (m->type == FL_MSG_SA_MREQ) {
+        a->sa_mreq_done = true;
+        s_sa_try_ready(a);
+        return;
+    }
+    (void)s_send(a, &r, out, out_len);
+    if (m->type == FL_MSG_SA_UNMASK) {
+        /* this client's part is over: its secrets go */
+        fl_info("secure aggregation: unmasking shares sent", "round=%llu",
+                (unsigned long long)m->round);
+        fl_sa_client_destroy(&a->sa);
+    }
+}
+
 /* ---------------------------------------------------------- task handling */
 
 static void
 s_start_job(agent_t *a, const fl_msg_t *task)
 {
-    if (task->nbytes > a->upd_cap) {
+    if (task->nbytes + sizeof(float) > a->upd_cap) { /* + the secure clipping bit */
         free(a->upd);
-        a->upd = fl_xmalloc_aligned(task->nbytes);
-        a->upd_cap = task->nbytes;
+        a->upd = fl_xmalloc_aligned(task->nbytes + sizeof(float));
+        a->upd_cap = task->nbytes + sizeof(float);
     }
     if (task->type == FL_MSG_TRAIN)
         a->upd_valid = false; /* the buffer is about to be rewritten */
@@ -375,6 +551,10 @@ s_on_task(agent_t *a, const fl_msg_t *m)
         s_send_fail(a, m, "model size is not a positive multiple of 4 bytes");
         return;
     }
+    if (m->type == FL_MSG_TRAIN && m->sa_n > 0 && !s_sa_setup(a, m))
+        return;
+    if (m->type == FL_MSG_TRAIN && m->sa_n == 0)
+        fl_sa_client_destroy(&a->sa);
     if (a->busy) {
         if (a->job.task.round == m->round && a->job.task.attempt == m->attempt &&
             a->job.task.type == m->type)
@@ -428,7 +608,7 @@ static void
 s_on_pull(agent_t *a, const fl_msg_t *m)
 {
     fl_msg_t r;
-    if (!a->upd_valid || m->round != a->upd_round || m->attempt != a->upd_attempt ||
+    if (!a->upd_valid || !a->out || m->round != a->upd_round || m->attempt != a->upd_attempt ||
         m->offset > a->upd_bytes || m->length > a->upd_bytes - m->offset) {
         fl_warn("pull for an update we do not hold", "round=%llu", (unsigned long long)m->round);
         return;
@@ -437,7 +617,35 @@ s_on_pull(agent_t *a, const fl_msg_t *m)
     r.round = m->round;
     r.attempt = m->attempt;
     r.offset = m->offset;
-    (void)s_send(a, &r, (const uint8_t *)a->upd + m->offset, m->length);
+    (void)s_send(a, &r, a->out + m->offset, m->length);
+}
+
+/* Offer `bytes` (the update, or the masked input) to the coordinator's pulls. */
+static void
+s_send_ready(agent_t *a, const uint8_t *bytes, size_t nbytes)
+{
+    const job_t *j = &a->job;
+    fl_msg_t m;
+    fl_msg_init(&m, FL_MSG_READY);
+    m.round = j->task.round;
+    m.attempt = j->task.attempt;
+    m.n_samples = j->n_samples;
+    m.loss = j->loss;
+    m.acc = j->acc;
+    m.nbytes = nbytes;
+    /* under secure aggregation the bit travels inside the masked sum */
+    m.unclipped = j->unclipped && !a->sa ? 1 : 0;
+    m.has_digest = true;
+    crypto_generichash(m.digest, 32, bytes, nbytes, NULL, 0);
+    a->out = bytes;
+    a->upd_bytes = nbytes;
+    a->upd_round = m.round;
+    a->upd_attempt = m.attempt;
+    a->upd_valid = true;
+    fl_info(a->sa ? "masked update ready" : "update ready",
+            "round=%llu samples=%llu loss=%.4f accuracy=%.4f", (unsigned long long)m.round,
+            (unsigned long long)m.n_samples, m.loss, m.acc);
+    (void)s_send(a, &m, NULL, 0);
 }
 
 /* The worker finished: report the result. */
@@ -452,24 +660,11 @@ s_on_job_done(agent_t *a)
             s_send_fail(a, &j->task, j->reason);
         else
             fl_info("task aborted", "round=%llu", (unsigned long long)j->task.round);
+    } else if (j->task.type == FL_MSG_TRAIN && s_sa_mine(a, j->task.round, j->task.attempt)) {
+        a->sa_trained = true; /* masked once the shares are exchanged */
+        s_sa_try_ready(a);
     } else if (j->task.type == FL_MSG_TRAIN) {
-        fl_msg_init(&m, FL_MSG_READY);
-        m.round = j->task.round;
-        m.attempt = j->task.attempt;
-        m.n_samples = j->n_samples;
-        m.loss = j->loss;
-        m.acc = j->acc;
-        m.nbytes = j->task.nbytes;
-        m.unclipped = j->unclipped ? 1 : 0;
-        m.has_digest = true;
-        crypto_generichash(m.digest, 32, (const unsigned char *)a->upd, m.nbytes, NULL, 0);
-        a->upd_bytes = m.nbytes;
-        a->upd_round = m.round;
-        a->upd_attempt = m.attempt;
-        a->upd_valid = true;
-        fl_info("update ready", "round=%llu samples=%llu loss=%.4f accuracy=%.4f",
-                (unsigned long long)m.round, (unsigned long long)m.n_samples, m.loss, m.acc);
-        (void)s_send(a, &m, NULL, 0);
+        s_send_ready(a, (const uint8_t *)a->upd, j->task.nbytes);
     } else {
         fl_msg_init(&m, FL_MSG_EVALD);
         m.round = j->task.round;
@@ -501,8 +696,10 @@ s_handle_msg(agent_t *a)
         fl_net_msg_close(&nm);
         return;
     }
-    if ((m.type == FL_MSG_CHUNK) != nm.has_data) {
-        fl_warn("message with a missing or unexpected data frame dropped", "type=%s",
+    if (fl_msg_has_data(m.type) != nm.has_data ||
+        (nm.has_data && m.type != FL_MSG_CHUNK &&
+         fl_msg_check_data(&m, zmq_msg_size(&nm.data)) != 0)) {
+        fl_warn("message with a missing, unexpected or malformed data frame dropped", "type=%s",
                 fl_msg_type_name(m.type));
         fl_net_msg_close(&nm);
         return;
@@ -517,6 +714,9 @@ s_handle_msg(agent_t *a)
     case FL_MSG_EVAL: s_on_task(a, &m); break;
     case FL_MSG_CHUNK: s_on_chunk(a, &m, zmq_msg_data(&nm.data), zmq_msg_size(&nm.data)); break;
     case FL_MSG_PULL: s_on_pull(a, &m); break;
+    case FL_MSG_SA_KEYS:
+    case FL_MSG_SA_MREQ:
+    case FL_MSG_SA_UNMASK: s_on_sa(a, &m, zmq_msg_data(&nm.data), zmq_msg_size(&nm.data)); break;
     case FL_MSG_ACK:
         fl_info("update accepted", "round=%llu", (unsigned long long)m.round);
         break;
@@ -529,6 +729,8 @@ s_handle_msg(agent_t *a)
             atomic_store(&a->stop_job, 1);
         if (a->pending && a->pending_task.round == m.round)
             a->pending = false;
+        if (s_sa_mine(a, m.round, m.attempt))
+            fl_sa_client_destroy(&a->sa);
         fl_info("task cancelled by the coordinator", "round=%llu reason=\"%s\"",
                 (unsigned long long)m.round, m.reason);
         break;
@@ -711,6 +913,8 @@ s_teardown(agent_t *a)
     fl_params_destroy(&a->global_ref);
     free(a->mbuf);
     free(a->upd);
+    fl_sa_client_destroy(&a->sa);
+    free(a->sa_y);
 }
 
 static void

@@ -24,6 +24,8 @@
  */
 #include "fl_proto.h"
 
+#include "fl_saclient.h"
+
 #include <assert.h>
 #include <inttypes.h>
 #include <math.h>
@@ -77,6 +79,19 @@ typedef enum {
     F_PUBKEY,
     F_CLIP,
     F_UNCLIPPED,
+    F_SA_N,
+    F_SA_IDX,
+    F_SA_K,
+    F_SA_T,
+    F_SA_FULL,
+    F_SA_BITS,
+    F_SA_LEVELS,
+    F_SA_DIM,
+    F_SA_CLIP,
+    F_SA_WMAX,
+    F_NONCE,
+    F_CPK,
+    F_SPK,
     F_COUNT
 } s_field_t;
 
@@ -126,7 +141,22 @@ static const s_fieldinfo_t s_fields[F_COUNT] = {
     [F_PUBKEY] = S_S(pubkey),
     [F_CLIP] = S_F(clip),
     [F_UNCLIPPED] = S_U(unclipped),
+    [F_SA_N] = S_U(sa_n),
+    [F_SA_IDX] = S_U(sa_idx),
+    [F_SA_K] = S_U(sa_k),
+    [F_SA_T] = S_U(sa_t),
+    [F_SA_FULL] = S_U(sa_full),
+    [F_SA_BITS] = S_U(sa_bits),
+    [F_SA_LEVELS] = S_U(sa_levels),
+    [F_SA_DIM] = S_U(sa_dim),
+    [F_SA_CLIP] = S_F(sa_clip),
+    [F_SA_WMAX] = S_F(sa_wmax),
+    [F_NONCE] = {"nonce", S_BIN, offsetof(fl_msg_t, nonce), 32, offsetof(fl_msg_t, has_nonce)},
+    [F_CPK] = {"cpk", S_BIN, offsetof(fl_msg_t, cpk), 32, offsetof(fl_msg_t, has_cpk)},
+    [F_SPK] = {"spk", S_BIN, offsetof(fl_msg_t, spk), 32, offsetof(fl_msg_t, has_spk)},
 };
+
+_Static_assert(F_COUNT <= 64, "the decoder tracks seen fields in a uint64_t");
 
 /* Presence: required, or optional; R_NIL = nil is accepted and means absent. */
 enum { R_REQ = 1, R_NIL = 2 };
@@ -149,6 +179,8 @@ typedef struct {
 #define RB(f) {f, R_REQ, 0, 0, 0, 1}
 #define RB_OPT(f) {f, 0, 0, 0, 0, 1}
 #define RB_NIL(f) {f, R_NIL, 0, 0, 0, 1}
+#define RUR_OPT(f, lo, hi) {f, 0, 0, lo, hi, 1}
+#define RF_OPT(f, r) {f, 0, r, 0, 0, 1}
 
 /* Agent -> coordinator. */
 static const s_rule_t s_hello[] = {RS(F_VERSION), RU(F_N_TRAIN), RU(F_N_TEST), RB_NIL(F_MODEL)};
@@ -192,6 +224,19 @@ static const s_rule_t s_train[] = {
     RU(F_SEED),
     RUR(F_DEADLINE_MS, 1, FL_DEADLINE_MAX_MS, 1),
     RB_OPT(F_SIG),
+    /* secure aggregation: absent (sa_n 0) when it is off; fl_sa_setup_check()
+     * judges the combination */
+    RUR_OPT(F_SA_N, 0, 1000000),
+    RUR_OPT(F_SA_IDX, 0, 1000000),
+    RUR_OPT(F_SA_K, 0, 1000000),
+    RUR_OPT(F_SA_T, 0, 1000001),
+    RUR_OPT(F_SA_FULL, 0, 1),
+    RUR_OPT(F_SA_BITS, 0, 32),
+    RUR_OPT(F_SA_LEVELS, 0, UINT32_MAX),
+    RUR_OPT(F_SA_DIM, 0, (uint64_t)1 << 31),
+    RF_OPT(F_SA_CLIP, FR_NONNEG),
+    RF_OPT(F_SA_WMAX, FR_NONNEG),
+    RB_OPT(F_NONCE),
 };
 static const s_rule_t s_eval[] = {
     RU(F_ROUND),
@@ -222,6 +267,8 @@ static const s_rule_t s_abort[] = {RU(F_ROUND), RU(F_ATTEMPT), RS(F_REASON)};
 static const s_rule_t s_enroll[] = {RB(F_SECRET), RS(F_VERSION)};
 static const s_rule_t s_enrolled[] = {RS(F_FEDERATION), RS(F_NAME), RS(F_ENDPOINT)};
 static const s_rule_t s_rotate[] = {RS(F_PUBKEY)};
+static const s_rule_t s_sa_adv[] = {RU(F_ROUND), RU(F_ATTEMPT), RB(F_CPK), RB(F_SPK)};
+static const s_rule_t s_sa_records[] = {RU(F_ROUND), RU(F_ATTEMPT)};
 
 typedef struct {
     const char *name;
@@ -255,6 +302,12 @@ static const s_typeinfo_t s_types[FL_MSG_LAST + 1] = {
     [FL_MSG_ENROLLED] = S_T("enrolled", s_enrolled, false, false),
     [FL_MSG_ROTATE] = S_T("rotate", s_rotate, true, false),
     [FL_MSG_ROTATED] = S_T("rotated", s_rotate, false, false),
+    [FL_MSG_SA_ADV] = S_T("sa.adv", s_sa_adv, true, false),
+    [FL_MSG_SA_SHR] = S_T("sa.shr", s_sa_records, true, true),
+    [FL_MSG_SA_SHARES] = S_T("sa.shares", s_sa_records, true, true),
+    [FL_MSG_SA_KEYS] = S_T("sa.keys", s_sa_records, false, true),
+    [FL_MSG_SA_MREQ] = S_T("sa.mreq", s_sa_records, false, true),
+    [FL_MSG_SA_UNMASK] = S_T("sa.unmask", s_sa_records, false, true),
 };
 
 static bool
@@ -810,9 +863,6 @@ s_decode_map(const msgpack_object_map *map, fl_msg_t *out)
         const uint8_t *s = (const uint8_t *)to->via.str.ptr;
         size_t n = to->via.str.size;
         s_escape(esc, sizeof esc, s, n);
-        if (n > 3 && memcmp(s, "sa.", 3) == 0)
-            return fl_fail(FL_EPROTO, "message: type '%s' is reserved for secure aggregation "
-                           "and not implemented in protocol v1", esc);
         return fl_fail(FL_EPROTO, "message: unknown type '%s'", esc);
     }
     ti = &s_types[type];
@@ -901,6 +951,19 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Data frames, reasons, descriptions                                         */
 
+/* Record length of a secure-aggregation message's data frame. */
+static size_t
+s_sa_record_len(fl_msg_type_t t)
+{
+    switch (t) {
+    case FL_MSG_SA_KEYS: return FL_SA_REC_KEYS;
+    case FL_MSG_SA_SHR: return FL_SA_REC_SHR;
+    case FL_MSG_SA_MREQ: return FL_SA_REC_MREQ;
+    case FL_MSG_SA_UNMASK: return FL_SA_REC_UNMASK;
+    default: return FL_SA_REC_SHARES;
+    }
+}
+
 int
 fl_msg_check_data(const fl_msg_t *m, size_t data_len)
 {
@@ -928,6 +991,22 @@ fl_msg_check_data(const fl_msg_t *m, size_t data_len)
                                " runs past FL_MODEL_MAX", m->offset);
         }
         return 0;
+    case FL_MSG_SA_KEYS:
+    case FL_MSG_SA_SHR:
+    case FL_MSG_SA_MREQ:
+    case FL_MSG_SA_UNMASK:
+    case FL_MSG_SA_SHARES: {
+        size_t rec = s_sa_record_len(m->type);
+        if (data_len == 0)
+            return fl_fail(FL_EPROTO, "%s: data frame missing", tn);
+        if (data_len > FL_CHUNK_MAX)
+            return fl_fail(FL_EPROTO, "%s: data frame of %zu bytes exceeds FL_CHUNK_MAX (%u)", tn,
+                           data_len, FL_CHUNK_MAX);
+        if (data_len % rec != 0)
+            return fl_fail(FL_EPROTO, "%s: data frame of %zu bytes is not a whole number of "
+                           "%zu-byte records", tn, data_len, rec);
+        return 0;
+    }
     default:
         if (data_len != 0)
             return fl_fail(FL_EPROTO, "%s: unexpected data frame of %zu bytes", tn, data_len);

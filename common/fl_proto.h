@@ -60,10 +60,17 @@ typedef enum {
     FL_MSG_ENROLL,   /* agent -> coordinator: secret, version */
     FL_MSG_ENROLLED, /* coordinator -> agent: federation, name, endpoint */
     FL_MSG_ROTATE,   /* agent -> coordinator: pubkey (its new CURVE public key) */
-    FL_MSG_ROTATED   /* coordinator -> agent: pubkey (now registered) */
+    FL_MSG_ROTATED,  /* coordinator -> agent: pubkey (now registered) */
+    /* secure aggregation (SECAGG.md 1.4; records in fl_saclient.h) */
+    FL_MSG_SA_ADV,    /* agent -> coordinator: cpk, spk */
+    FL_MSG_SA_SHR,    /* agent -> coordinator: + data frame of shr records */
+    FL_MSG_SA_SHARES, /* agent -> coordinator: + data frame of shares records */
+    FL_MSG_SA_KEYS,   /* coordinator -> agent: + data frame of keys records */
+    FL_MSG_SA_MREQ,   /* coordinator -> agent: + data frame of mreq records */
+    FL_MSG_SA_UNMASK  /* coordinator -> agent: + data frame of unmask records */
 } fl_msg_type_t;
 
-#define FL_MSG_LAST FL_MSG_ROTATED /* highest valid type */
+#define FL_MSG_LAST FL_MSG_SA_UNMASK /* highest valid type */
 
 /*
  * One message of any type. Only the fields of its type are meaningful (see the
@@ -79,6 +86,13 @@ typedef struct fl_msg {
     double loss, acc, lr, momentum, weight_decay, mu;
     double clip; /* train: L2 bound the agent clips its update to (differential privacy); 0 = none */
     uint64_t unclipped; /* ready: 1 if the update's norm was within clip (adaptive clipping) */
+    /* train: the secure-aggregation setup (fl_sa_setup_t); sa_n = 0: none */
+    uint64_t sa_n, sa_idx, sa_k, sa_t, sa_full, sa_bits, sa_levels, sa_dim;
+    double sa_clip, sa_wmax;
+    bool has_nonce;
+    uint8_t nonce[32];
+    bool has_cpk, has_spk;
+    uint8_t cpk[32], spk[32]; /* sa.adv: the round's X25519 public keys */
     bool has_digest;
     uint8_t digest[32]; /* "digest" or "model" (hello) */
     bool has_sig;
@@ -102,7 +116,8 @@ void fl_msg_init(fl_msg_t *m, fl_msg_type_t type);
  * travels the wrong way. */
 bool fl_msg_from_agent(fl_msg_type_t t);
 
-/* True for the types that are followed by one data frame ("chunk", "upd"). */
+/* True for the types that are followed by one data frame ("chunk", "upd",
+ * and the sa.* record messages other than sa.adv). */
 bool fl_msg_has_data(fl_msg_type_t t);
 
 /*
@@ -130,7 +145,8 @@ int fl_msg_decode(const uint8_t *buf, size_t len, fl_msg_t *out) FL_MUST_CHECK;
  * Check the data frame that followed a decoded header: data_len bytes (0 when
  * there was none). "chunk": 1..FL_CHUNK_MAX bytes and offset + data_len <=
  * total. "upd": 4..FL_CHUNK_MAX bytes, a multiple of 4 (whole float32 values).
- * Every other type: no data frame (data_len == 0). Returns 0 or FL_EPROTO with
+ * sa.keys, sa.shr, sa.mreq, sa.unmask, sa.shares: 1..FL_CHUNK_MAX bytes, a
+ * whole number of the type's records. Every other type: no data frame (data_len == 0). Returns 0 or FL_EPROTO with
  * a detail. Whether an "upd" stays within the announced update size is the
  * receiver's check (it knows nbytes from "ready").
  */

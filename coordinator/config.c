@@ -12,6 +12,7 @@
 #include "fl_model.h"
 #include "fl_optim.h"
 #include "fl_robust.h"
+#include "fl_secagg.h"
 #include "fl_serveropt.h"
 
 typedef enum { T_STR, T_U64, T_F64 } ctype_t;
@@ -96,6 +97,26 @@ static const setting_t s_settings[] = {
     F("privacy", "clip_lr", clip_lr, 1e-6, 10, "0.2", "geometric learning rate of the clipping norm"),
     F("privacy", "clip_count_stddev", clip_count_stddev, 0, 1e9, "0",
       "noise on the count of unclipped updates (0 = expected participants / 20)"),
+    S("secagg", "mode", secagg, "on",
+      "secure aggregation (SecAgg+): on, the coordinator learns only the sum of the updates; "
+      "off, it sees each one (needed by the robust aggregation rules)"),
+    S("secagg", "threat", sa_threat, "semi-honest",
+      "semi-honest (a curious coordinator) or semi-malicious (one that may lie about dropouts): "
+      "sizes the neighbour graph and threshold"),
+    F("secagg", "gamma", sa_gamma, 0, 0.5, "0.05",
+      "fraction of agents assumed to collude with the coordinator"),
+    F("secagg", "delta", sa_delta, 0, 0.5, "0.2", "fraction of agents the round must survive losing"),
+    U("secagg", "full_max", sa_full_max, 2, 1e6, "100",
+      "rounds of up to this many agents use the full graph (SecAgg), larger ones SecAgg+"),
+    U("secagg", "bits", sa_bits, 8, 32, "32", "modulus 2^bits of the masked sum"),
+    U("secagg", "levels", sa_levels, 2, 4294967295.0, "65536",
+      "quantization levels T over [-clip, clip]; agents * T must stay below 2^bits"),
+    F("secagg", "clip", sa_clip, 1e-9, 1e9, "1.0",
+      "each update coordinate is clipped to [-clip, clip] (with privacy.dp = central: clip_norm)"),
+    F("secagg", "max_weight", sa_max_weight, 1, 1e12, "100000",
+      "an agent's sample count is capped at this when weighting the mean"),
+    U("secagg", "phase_timeout", sa_phase_timeout, 1, 86400, "30",
+      "seconds each key-exchange and unmasking phase waits for agents"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])
@@ -183,6 +204,23 @@ s_validate(const coord_config_t *cfg)
                        "privacy.dp = central needs server.aggregation = fedavg: robust rules "
                        "(%s) break the Gaussian mechanism's sensitivity analysis",
                        cfg->aggregation);
+    if (strcmp(cfg->secagg, "on") != 0 && strcmp(cfg->secagg, "off") != 0)
+        return fl_fail(FL_EINVAL, "secagg.mode: '%s' is not on or off", cfg->secagg);
+    if (strcmp(cfg->sa_threat, "semi-honest") != 0 && strcmp(cfg->sa_threat, "semi-malicious") != 0)
+        return fl_fail(FL_EINVAL, "secagg.threat: '%s' is not semi-honest or semi-malicious",
+                       cfg->sa_threat);
+    if (strcmp(cfg->secagg, "on") == 0 && rc.rule != FL_ROBUST_NONE)
+        return fl_fail(FL_EINVAL,
+                       "server.aggregation = %s needs secagg.mode = off: a robust rule must see "
+                       "each update, which secure aggregation hides from the coordinator",
+                       cfg->aggregation);
+    if (strcmp(cfg->secagg, "on") == 0 && cfg->min_available < 2)
+        return fl_fail(FL_EINVAL, "secagg.mode = on needs rounds.min_available >= 2: the secure "
+                       "sum of one agent's update is that update");
+    if (strcmp(cfg->secagg, "on") == 0 &&
+        fl_sa_check_levels(cfg->sa_levels, (unsigned)cfg->sa_bits, cfg->min_available) != 0)
+        return fl_fail(FL_EINVAL, "secagg.levels: %s (for rounds.min_available = %llu agents)",
+                       fl_errmsg(), (unsigned long long)cfg->min_available);
     if (strncmp(cfg->endpoint, "tcp://", 6) != 0)
         return fl_fail(FL_EINVAL, "federation.endpoint: '%s' must start with tcp://",
                        cfg->endpoint);

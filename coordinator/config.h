@@ -49,6 +49,14 @@ typedef struct coord_config {
     double clip_norm, noise_multiplier, dp_delta, epsilon_budget;
     char adaptive_clipping[8];  /* off | on */
     double clip_quantile, clip_lr, clip_count_stddev;
+    /* [secagg] */
+    char secagg[8];            /* on | off */
+    char sa_threat[24];        /* semi-honest | semi-malicious */
+    double sa_gamma, sa_delta; /* adversarial and dropout fractions the graph is sized for */
+    uint64_t sa_full_max;      /* full graph (SecAgg) up to this many agents */
+    uint64_t sa_bits, sa_levels;
+    double sa_clip, sa_max_weight;
+    uint64_t sa_phase_timeout; /* seconds for each key/unmask phase */
     /* [log] */
     char log_level[16];
 } coord_config_t;

@@ -14,6 +14,17 @@
  * update is never held whole: each chunk is checked and added into the
  * aggregator's spare buffer as it arrives, and the add takes effect only when
  * the whole update has arrived and matches its digest.
+ * With secure aggregation (secagg.mode = on, the default) an attempt runs
+ * SecAgg+ around the same transfer (SECAGG.md 1.4): the train message
+ * carries the setup; agents advertise keys (sa.adv), the coordinator routes
+ * the key lists (sa.keys) and the sealed shares (sa.shr -> sa.mreq) without
+ * being able to read them; each agent's "update" is then its masked,
+ * quantized vector, streamed into a modular sum (fl_saserver); finally the
+ * survivors reveal the shares that remove the masks (sa.unmask ->
+ * sa.shares) and only the sum is ever decoded. Each key/unmask phase ends
+ * when every member answered or secagg.phase_timeout passed; a phase left
+ * with fewer than t agents fails the attempt, which is retried with fresh
+ * keys.
  * An attempt that ends (all reported, or the deadline) with fewer than
  * min_fit updates is recorded as failed and retried as attempt+1. Anything an
  * agent sends that is invalid is logged with its reason, counted, answered
@@ -44,6 +55,8 @@
 #include "fl_proto.h"
 #include "fl_robust.h"
 #include "fl_rng.h"
+#include "fl_sagraph.h"
+#include "fl_saserver.h"
 #include "fl_serveropt.h"
 #include "fl_sign.h"
 #include "fl_store.h"
@@ -94,6 +107,8 @@ typedef struct sess {
     bool unclipped;
     uint8_t digest[32];
     int64_t ready_ms;
+    bool sa_in;      /* selected for the secure-aggregation round in progress */
+    uint32_t sa_idx; /* its index there */
 } sess_t;
 
 /*
@@ -167,6 +182,14 @@ typedef struct coord {
     double sigma_b, z_value;   /* noise on that sum, and the value noise multiplier */
     char stop_reason[160];     /* why the federation stopped early ("" = it did not) */
     float *chunk;   /* one aligned chunk of the update in flight */
+
+    /* secure aggregation (secagg.mode = on) of the attempt in progress */
+    bool secagg;
+    fl_sa_server_t *sa;      /* NULL when off, or before the first round */
+    fl_sa_setup_t sa_setup;
+    size_t *sa_sess;         /* index in the round -> index in sess */
+    float *sa_out;           /* the decoded sum or mean (numel + 1 floats) */
+    int64_t sa_deadline_ms;  /* of the key or unmask phase under way */
     crypto_generichash_state hash; /* digest of the update in flight */
 
     /* sessions of known agents */
@@ -438,9 +461,84 @@ static void s_pull_cancel(coord_t *c);
 static void
 s_reset_roles(coord_t *c)
 {
-    for (size_t i = 0; i < c->n_sess; i++)
+    for (size_t i = 0; i < c->n_sess; i++) {
         c->sess[i].role = R_NONE;
+        c->sess[i].sa_in = false;
+    }
     s_pull_cancel(c);
+    fl_sa_server_destroy(&c->sa);
+}
+
+/* ------------------------------------------------------ secure aggregation */
+
+/*
+ * Set up secure aggregation for the k chosen agents of the attempt about to
+ * start: the graph and threshold for k (SECAGG.md 1.3), a fresh nonce, the
+ * encoding (with central DP: the plain sum of updates clipped to the
+ * current clip_norm, plus one coordinate carrying the adaptive-clipping
+ * bit; otherwise the mean weighted by sample counts). 0, or an error with
+ * a detail (the attempt cannot run).
+ */
+static int
+s_sa_begin(coord_t *c, const size_t *chosen, size_t k)
+{
+    fl_sa_setup_t *st = &c->sa_setup;
+    fl_sagraph_params_t gp;
+    fl_sagraph_threat_t threat = strcmp(c->cfg.sa_threat, "semi-malicious") == 0
+                                     ? FL_SAGRAPH_SEMI_MALICIOUS
+                                     : FL_SAGRAPH_SEMI_HONEST;
+    int rc = fl_sagraph_choose((uint32_t)k, c->cfg.sa_gamma, c->cfg.sa_delta, threat,
+                               (uint32_t)c->cfg.sa_full_max, &gp);
+    if (rc != 0)
+        return rc;
+    memset(st, 0, sizeof *st);
+    st->round = (uint64_t)c->round;
+    st->attempt = (uint64_t)c->attempt;
+    st->n = (uint32_t)k;
+    st->k = gp.k;
+    st->t = gp.t;
+    st->full = gp.full;
+    st->bits = (unsigned)c->cfg.sa_bits;
+    st->levels = (uint32_t)c->cfg.sa_levels;
+    st->clip = c->dp ? c->clip : c->cfg.sa_clip;
+    st->wmax = c->dp ? 0.0 : c->cfg.sa_max_weight;
+    st->dim = fl_params_numel(c->global) + (c->adaptive ? 1 : 0);
+    randombytes_buf(st->nonce, sizeof st->nonce);
+    if ((rc = fl_sa_server_new(st, &c->sa)) != 0)
+        return rc;
+    c->sa_sess = fl_xrealloc(c->sa_sess, k * sizeof *c->sa_sess);
+    for (size_t i = 0; i < k; i++) {
+        c->sa_sess[i] = chosen[i];
+        c->sess[chosen[i]].sa_in = true;
+        c->sess[chosen[i]].sa_idx = (uint32_t)i;
+    }
+    c->sa_deadline_ms = fl_now_ms() + (int64_t)c->cfg.sa_phase_timeout * 1000;
+    fl_info("secure aggregation set up",
+            "round=%lld attempt=%lld agents=%zu graph=%s k=%u t=%u bits=%u levels=%u clip=%g",
+            (long long)c->round, (long long)c->attempt, k, gp.full ? "full" : "harary", gp.k,
+            gp.t, st->bits, st->levels, st->clip);
+    return 0;
+}
+
+/* The train message's setup fields for session s. */
+static void
+s_sa_fill(const coord_t *c, const sess_t *s, fl_msg_t *m)
+{
+    const fl_sa_setup_t *st = &c->sa_setup;
+    if (!c->sa || !s->sa_in)
+        return;
+    m->sa_n = st->n;
+    m->sa_idx = s->sa_idx;
+    m->sa_k = st->k;
+    m->sa_t = st->t;
+    m->sa_full = st->full;
+    m->sa_bits = st->bits;
+    m->sa_levels = st->levels;
+    m->sa_dim = st->dim;
+    m->sa_clip = st->clip;
+    m->sa_wmax = st->wmax;
+    m->has_nonce = true;
+    memcpy(m->nonce, st->nonce, sizeof m->nonce);
 }
 
 static bool
@@ -461,11 +559,13 @@ s_maybe_start_round(coord_t *c)
         return;
     }
     size_t online = s_count_online(c);
-    if (online < c->cfg.min_available)
+    if (online < c->cfg.min_available || (c->secagg && online < 2))
         return;
 
     size_t *chosen = fl_xmalloc((c->n_sess + 1) * sizeof *chosen);
-    size_t k = s_sample(c, c->cfg.fraction, c->cfg.min_fit, chosen);
+    /* secure aggregation needs two agents: the sum of one update is that update */
+    size_t k = s_sample(c, c->cfg.fraction,
+                        c->secagg && c->cfg.min_fit < 2 ? 2 : c->cfg.min_fit, chosen);
     fl_round_row_t row;
     fl_msg_t m;
 
@@ -510,6 +610,13 @@ s_maybe_start_round(coord_t *c)
     }
 
     s_reset_roles(c);
+    if (c->secagg && s_sa_begin(c, chosen, k) != 0) {
+        snprintf(c->stop_reason, sizeof c->stop_reason, "secure aggregation: %s", fl_errmsg());
+        fl_error("cannot start the round", "reason=\"%s\"", c->stop_reason);
+        c->phase = PH_COMPLETE;
+        free(chosen);
+        return;
+    }
     fl_aggr_reset(c->aggr);
     if (c->robust)
         fl_robust_reset(c->robust);
@@ -547,8 +654,10 @@ s_maybe_start_round(coord_t *c)
             (long long)c->round, (long long)c->attempt, k, online,
             (unsigned long long)c->cfg.train_timeout);
     s_fill_task(c, &m, FL_MSG_TRAIN, c->cfg.train_timeout);
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < k; i++) {
+        s_sa_fill(c, &c->sess[chosen[i]], &m);
         s_send(c, &c->sess[chosen[i]], &m, NULL, 0);
+    }
     free(chosen);
 }
 
@@ -570,28 +679,59 @@ s_abort_pending(coord_t *c, const char *reason)
 
 static void s_start_eval(coord_t *c);
 
+/* The attempt failed (why): agents still on it are told, the failure is
+ * recorded and audited, and the round is retried as the next attempt. The
+ * global model is untouched. */
+static void
+s_fail_attempt(coord_t *c, const char *why)
+{
+    fl_round_row_t row;
+    s_abort_pending(c, "round attempt failed");
+    s_round_row(c, &row, "failed", why);
+    row.ended_ms = fl_wall_ms();
+    if (fl_store_round_put(c->store, &row) != 0)
+        fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
+    (void)coord_audit(c->store, "coordinator", "round.fail", "round=%lld attempt=%lld reason=%s",
+                      (long long)c->round, (long long)c->attempt, why);
+    fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
+            (long long)c->round, (long long)c->attempt, why);
+    c->attempt++;
+    c->phase = PH_WAITING;
+}
+
+/* The secure result of the attempt into mean[0..numel): remove the masks,
+ * decode, and under central DP add the noise to the sum over the expected
+ * count (and read the adaptive-clipping count from its coordinate). */
+static int
+s_sa_mean(coord_t *c, float *mean)
+{
+    size_t numel = fl_params_numel(c->global);
+    double wsum = 0;
+    int rc = fl_sa_server_finish(c->sa, c->sa_out, &wsum);
+    if (rc != 0)
+        return rc;
+    if (!c->dp) {
+        memcpy(mean, c->sa_out, numel * sizeof *mean);
+        return 0;
+    }
+    if (c->adaptive) /* sum of +-clip, one per agent: the sum of b_k = +-1/2 */
+        c->bit_sum = (double)c->sa_out[numel] / (2.0 * c->sa_setup.clip);
+    return fl_dp_noisy_mean(c->sa_out, numel, c->z_value, c->clip, (double)c->expected, NULL,
+                            mean);
+}
+
 /* Close the training attempt: aggregate and commit, or record the failure. */
 static int
 s_finish_attempt(coord_t *c)
 {
-    char why[128];
+    char why[300];
     fl_round_row_t row;
 
     if ((uint64_t)c->received < c->cfg.min_fit) {
         snprintf(why, sizeof why, "only %lld of %lld updates (min_fit %llu)",
                  (long long)c->received, (long long)c->expected,
                  (unsigned long long)c->cfg.min_fit);
-        s_abort_pending(c, "round attempt failed");
-        s_round_row(c, &row, "failed", why);
-        row.ended_ms = fl_wall_ms();
-        if (fl_store_round_put(c->store, &row) != 0)
-            fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
-        (void)coord_audit(c->store, "coordinator", "round.fail", "round=%lld attempt=%lld reason=%s",
-                          (long long)c->round, (long long)c->attempt, why);
-        fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
-                (long long)c->round, (long long)c->attempt, why);
-        c->attempt++;
-        c->phase = PH_WAITING;
+        s_fail_attempt(c, why);
         return 0;
     }
     s_abort_pending(c, "round closed");
@@ -600,7 +740,9 @@ s_finish_attempt(coord_t *c)
     float *mean = fl_aggr_scratch(c->aggr);
     size_t numel = fl_params_numel(c->global);
     int arc;
-    if (c->robust)
+    if (c->sa)
+        arc = s_sa_mean(c, mean);
+    else if (c->robust)
         arc = fl_robust_result(c->robust, mean, NULL, NULL);
     else if (c->dp) /* the noisy sum over the EXPECTED count (SECAGG.md 2.1) */
         arc = fl_dp_noisy_mean(fl_aggr_sum(c->aggr), numel, c->z_value, c->clip,
@@ -611,14 +753,7 @@ s_finish_attempt(coord_t *c)
         /* e.g. Krum with fewer than 2f+3 updates: this attempt fails and is
          * retried; the global model is untouched */
         snprintf(why, sizeof why, "aggregation failed: %s", fl_errmsg());
-        s_round_row(c, &row, "failed", why);
-        row.ended_ms = fl_wall_ms();
-        if (fl_store_round_put(c->store, &row) != 0)
-            fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
-        fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
-                (long long)c->round, (long long)c->attempt, why);
-        c->attempt++;
-        c->phase = PH_WAITING;
+        s_fail_attempt(c, why);
         return 0;
     }
     if (c->robust && fl_robust_count(c->robust) == 0) {
@@ -828,14 +963,18 @@ static void s_update_refused(coord_t *c, sess_t *s, const char *reason);
 /* The aggregation rule in use: the streaming FedAvg sum, or a robust
  * collector. Same contract as fl_aggr_begin/chunk/commit/abort. */
 static int
-s_agg_begin(coord_t *c, double weight)
+s_agg_begin(coord_t *c, const sess_t *s, double weight)
 {
+    if (c->sa) /* a masked vector, into the modular sum */
+        return fl_sa_server_input_begin(c->sa, s->sa_idx);
     return c->robust ? fl_robust_begin(c->robust, weight) : fl_aggr_begin(c->aggr, weight);
 }
 
 static int
 s_agg_chunk(coord_t *c, size_t offset, const float *data, size_t n)
 {
+    if (c->sa)
+        return fl_sa_server_input_chunk(c->sa, offset, (const uint32_t *)(const void *)data, n);
     return c->robust ? fl_robust_chunk(c->robust, offset, data, n)
                      : fl_aggr_chunk(c->aggr, offset, data, n);
 }
@@ -843,13 +982,17 @@ s_agg_chunk(coord_t *c, size_t offset, const float *data, size_t n)
 static int
 s_agg_commit(coord_t *c)
 {
+    if (c->sa)
+        return fl_sa_server_input_commit(c->sa);
     return c->robust ? fl_robust_commit(c->robust) : fl_aggr_commit(c->aggr);
 }
 
 static void
 s_agg_abort(coord_t *c)
 {
-    if (c->robust)
+    if (c->sa)
+        fl_sa_server_input_abort(c->sa);
+    else if (c->robust)
         fl_robust_abort(c->robust);
     else
         fl_aggr_abort(c->aggr);
@@ -879,7 +1022,7 @@ s_pull_next_ready(coord_t *c)
         return;
     sess_t *s = &c->sess[best];
     /* under DP every update weighs the same: its sensitivity is the clip bound */
-    if (s_agg_begin(c, c->dp ? 1.0 : (double)s->n_samples) != 0) {
+    if (s_agg_begin(c, s, c->dp ? 1.0 : (double)s->n_samples) != 0) {
         char why[200];
         snprintf(why, sizeof why, "update refused: %s", fl_errmsg());
         s_update_refused(c, s, why);
@@ -941,6 +1084,137 @@ s_update_complete(coord_t *c, sess_t *s)
             (long long)c->received, (long long)c->expected);
 }
 
+/* ------------------------------------------- secure aggregation phases */
+
+/* Agents of U<from> not (yet) in U<to> that are still expected to answer. */
+static size_t
+s_sa_waiting(const coord_t *c, unsigned from, unsigned to)
+{
+    size_t n = 0, k = fl_sa_server_count(c->sa, 0);
+    for (size_t i = 0; i < k; i++) {
+        const sess_t *s = &c->sess[c->sa_sess[i]];
+        if (fl_sa_server_member(c->sa, (uint32_t)i, from) &&
+            !fl_sa_server_member(c->sa, (uint32_t)i, to) && s->role != R_DROPPED &&
+            s->role != R_REJECTED)
+            n++;
+    }
+    return n;
+}
+
+/* Send each member of U<stage> its records of `type` (from `get`); members of
+ * U<from> left out of it are dropped from the attempt and told so. */
+static void
+s_sa_send_phase(coord_t *c, unsigned from, unsigned stage, fl_msg_type_t type,
+                int (*get)(fl_sa_server_t *, uint32_t, const uint8_t **, size_t *),
+                const char *left_out)
+{
+    size_t k = fl_sa_server_count(c->sa, 0);
+    fl_msg_t m;
+    fl_msg_init(&m, type);
+    m.round = (uint64_t)c->round;
+    m.attempt = (uint64_t)c->attempt;
+    for (size_t i = 0; i < k; i++) {
+        sess_t *s = &c->sess[c->sa_sess[i]];
+        const uint8_t *recs;
+        size_t len;
+        if (fl_sa_server_member(c->sa, (uint32_t)i, stage)) {
+            if (get(c->sa, (uint32_t)i, &recs, &len) == 0 && len > 0)
+                s_send(c, s, &m, recs, len);
+            else
+                fl_error("secure aggregation: no records for an agent", "agent=%s type=%s "
+                         "reason=\"%s\"", s->name, fl_msg_type_name(type), fl_errmsg());
+        } else if (fl_sa_server_member(c->sa, (uint32_t)i, from) && s->role != R_DROPPED &&
+                   s->role != R_REJECTED) {
+            s_send_reason(c, s, FL_MSG_ABORT, left_out);
+            s_record_agent(c, s, "dropped", left_out);
+            s->role = R_DROPPED;
+            c->dropped++;
+        }
+    }
+}
+
+/* A phase ended with too few agents: the attempt fails and is retried. */
+static void
+s_sa_failed(coord_t *c, const char *what)
+{
+    char why[300];
+    snprintf(why, sizeof why, "secure aggregation %s: %s", what, fl_errmsg());
+    s_fail_attempt(c, why);
+}
+
+/*
+ * Move the secure-aggregation attempt on: close the phase under way when
+ * every agent still in it has answered or its deadline has passed, and start
+ * the next. Called after every sa.* message and from the timer.
+ */
+static void
+s_sa_progress(coord_t *c, int64_t now)
+{
+    int64_t next = now + (int64_t)c->cfg.sa_phase_timeout * 1000;
+    if (!c->sa || c->phase != PH_TRAIN)
+        return;
+    switch (fl_sa_server_phase(c->sa)) {
+    case FL_SA_PH_ADV:
+        if (s_sa_waiting(c, 0, 1) > 0 && now < c->sa_deadline_ms)
+            return;
+        if (fl_sa_server_close_adv(c->sa) != 0) {
+            s_sa_failed(c, "key advertisement");
+            return;
+        }
+        s_sa_send_phase(c, 0, 1, FL_MSG_SA_KEYS, fl_sa_server_keys_for,
+                        "secure aggregation: no keys advertised in time");
+        c->sa_deadline_ms = next;
+        fl_info("secure aggregation: keys advertised", "round=%lld u1=%zu of=%zu",
+                (long long)c->round, fl_sa_server_count(c->sa, 1), fl_sa_server_count(c->sa, 0));
+        return;
+    case FL_SA_PH_SHR:
+        if (s_sa_waiting(c, 1, 2) > 0 && now < c->sa_deadline_ms)
+            return;
+        if (fl_sa_server_close_shr(c->sa) != 0) {
+            s_sa_failed(c, "share exchange");
+            return;
+        }
+        s_sa_send_phase(c, 1, 2, FL_MSG_SA_MREQ, fl_sa_server_mreq_for,
+                        "secure aggregation: no shares sent in time");
+        fl_info("secure aggregation: shares routed", "round=%lld u2=%zu", (long long)c->round,
+                fl_sa_server_count(c->sa, 2));
+        return;
+    case FL_SA_PH_MASKED: {
+        size_t pending = 0;
+        for (size_t i = 0; i < c->n_sess; i++) {
+            role_t r = c->sess[i].role;
+            pending += c->sess[i].sa_in && (r == R_SELECTED || r == R_READY || r == R_PULLING);
+        }
+        if (pending > 0 && now < c->deadline_ms)
+            return;
+        if (pending)
+            fl_warn("round deadline passed", "round=%lld pending=%zu", (long long)c->round,
+                    pending);
+        s_abort_pending(c, "round closed");
+        if (fl_sa_server_close_masked(c->sa) != 0) {
+            s_sa_failed(c, "masked input collection");
+            return;
+        }
+        s_sa_send_phase(c, 2, 3, FL_MSG_SA_UNMASK, fl_sa_server_unmask_for,
+                        "secure aggregation: no masked input in time");
+        c->sa_deadline_ms = next;
+        fl_info("secure aggregation: unmasking", "round=%lld u3=%zu", (long long)c->round,
+                fl_sa_server_count(c->sa, 3));
+        return;
+    }
+    case FL_SA_PH_UNMASK:
+        if (!fl_sa_server_ready(c->sa) && s_sa_waiting(c, 3, 5) > 0 && now < c->sa_deadline_ms)
+            return;
+        if (!fl_sa_server_ready(c->sa) && s_sa_waiting(c, 3, 5) > 0)
+            fl_warn("unmasking deadline passed", "round=%lld u5=%zu", (long long)c->round,
+                    fl_sa_server_count(c->sa, 5));
+        if (s_finish_attempt(c) != 0)
+            s_stop = 2;
+        return;
+    default: return;
+    }
+}
+
 /* --------------------------------------------------------------- handlers */
 
 static bool
@@ -995,16 +1269,28 @@ s_on_ready(coord_t *c, sess_t *s, const fl_msg_t *m)
         fl_warn("unexpected update refused", "agent=%s role=%s", s->name, s_role_names[s->role]);
         return;
     }
+    if (c->sa && (fl_sa_server_phase(c->sa) != FL_SA_PH_MASKED ||
+                  !fl_sa_server_member(c->sa, s->sa_idx, 2))) {
+        c->invalid++;
+        s_send_reason(c, s, FL_MSG_REJECT,
+                      "secure aggregation: masked input outside its phase or from an agent "
+                      "that did not share its keys");
+        fl_warn("unexpected masked input refused", "agent=%s sa_phase=%s", s->name,
+                fl_sa_phase_name(fl_sa_server_phase(c->sa)));
+        return;
+    }
     s->n_samples = m->n_samples;
     s->loss = m->loss;
     s->acc = m->acc;
     s->nbytes = m->nbytes;
     s->unclipped = m->unclipped != 0;
     memcpy(s->digest, m->digest, 32);
-    if (m->nbytes != c->model_bytes) {
+    /* with secure aggregation the update is the masked vector: 4 bytes a word */
+    uint64_t want = c->sa ? fl_sa_server_words(c->sa) * 4 : c->model_bytes;
+    if (m->nbytes != want) {
         char why[160];
-        snprintf(why, sizeof why, "update has %llu bytes but the model has %zu",
-                 (unsigned long long)m->nbytes, c->model_bytes);
+        snprintf(why, sizeof why, "update has %llu bytes but %llu are expected",
+                 (unsigned long long)m->nbytes, (unsigned long long)want);
         s_update_refused(c, s, why);
         return;
     }
@@ -1087,6 +1373,42 @@ s_on_fail(coord_t *c, sess_t *s, const fl_msg_t *m)
     }
 }
 
+/* A secure-aggregation message from s: is s in the attempt in progress?
+ * (Logged, counted and answered when not.) */
+static bool
+s_sa_accept(coord_t *c, sess_t *s, const fl_msg_t *m)
+{
+    if (c->sa && c->phase == PH_TRAIN && s->sa_in && s_is_current(c, m, c->round))
+        return true;
+    char why[160];
+    snprintf(why, sizeof why, "%s: no secure-aggregation round of this agent is in progress",
+             fl_msg_type_name(m->type));
+    s_invalid(c, s, s->name, why);
+    return false;
+}
+
+/* sa.adv, sa.shr and sa.shares: into the round's state, then maybe on. */
+static void
+s_on_sa(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t len)
+{
+    int rc;
+    if (!s_sa_accept(c, s, m))
+        return;
+    if (m->type == FL_MSG_SA_ADV)
+        rc = fl_sa_server_on_adv(c->sa, s->sa_idx, m->cpk, m->spk);
+    else if (m->type == FL_MSG_SA_SHR)
+        rc = fl_sa_server_on_shr(c->sa, s->sa_idx, data, len);
+    else
+        rc = fl_sa_server_on_shares(c->sa, s->sa_idx, data, len);
+    if (rc != 0) {
+        s_invalid(c, s, s->name, fl_errmsg());
+        return;
+    }
+    fl_debug("secure aggregation message", "agent=%s type=%s", s->name,
+             fl_msg_type_name(m->type));
+    s_sa_progress(c, fl_now_ms());
+}
+
 static void
 s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
 {
@@ -1111,6 +1433,7 @@ s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
                     (uint64_t)((c->deadline_ms - fl_now_ms()) / 1000 > 0
                                    ? (c->deadline_ms - fl_now_ms()) / 1000
                                    : 1));
+        s_sa_fill(c, s, &r);
         s_send(c, s, &r, NULL, 0);
     }
 }
@@ -1149,10 +1472,19 @@ s_handle_agent_msg(coord_t *c)
         fl_net_msg_close(&nm);
         return;
     }
-    bool wants_data = m.type == FL_MSG_UPD;
+    bool wants_data = fl_msg_has_data(m.type);
     if (wants_data != nm.has_data) {
-        s_invalid(c, s, s->name,
-                  wants_data ? "upd without its data frame" : "unexpected data frame");
+        char why[96];
+        snprintf(why, sizeof why, wants_data ? "%s without its data frame"
+                                             : "%s: unexpected data frame",
+                 fl_msg_type_name(m.type));
+        s_invalid(c, s, s->name, why);
+        fl_net_msg_close(&nm);
+        return;
+    }
+    if (wants_data && m.type != FL_MSG_UPD &&
+        fl_msg_check_data(&m, zmq_msg_size(&nm.data)) != 0) {
+        s_invalid(c, s, s->name, fl_errmsg());
         fl_net_msg_close(&nm);
         return;
     }
@@ -1171,6 +1503,12 @@ s_handle_agent_msg(coord_t *c)
         break;
     case FL_MSG_EVALD: s_on_evald(c, s, &m); break;
     case FL_MSG_FAIL: s_on_fail(c, s, &m); break;
+    case FL_MSG_SA_ADV:
+    case FL_MSG_SA_SHR:
+    case FL_MSG_SA_SHARES:
+        s_on_sa(c, s, &m, nm.has_data ? zmq_msg_data(&nm.data) : NULL,
+                nm.has_data ? zmq_msg_size(&nm.data) : 0);
+        break;
     default: {
         char why[96];
         snprintf(why, sizeof why, "message type '%s' is not accepted from agents",
@@ -1200,6 +1538,14 @@ s_live(coord_t *c, status_live_t *l)
     l->online = (int64_t)s_count_online(c);
     l->invalid_messages = c->invalid;
     l->stop_reason = c->stop_reason;
+    if (c->sa) {
+        l->sa_phase = fl_sa_phase_name(fl_sa_server_phase(c->sa));
+        l->sa_k = c->sa_setup.k;
+        l->sa_t = c->sa_setup.t;
+        l->sa_full = c->sa_setup.full;
+        for (unsigned i = 0; i < 6; i++)
+            l->sa_counts[i] = (int64_t)fl_sa_server_count(c->sa, i);
+    }
     l->is_online = s_is_online_cb;
     l->arg = c;
 }
@@ -1357,7 +1703,9 @@ s_tick(coord_t *c)
             role_t r = c->sess[i].role;
             pending += r == R_SELECTED || r == R_READY || r == R_PULLING;
         }
-        if (pending == 0 || now >= c->deadline_ms) {
+        if (c->sa) {
+            s_sa_progress(c, now);
+        } else if (pending == 0 || now >= c->deadline_ms) {
             if (pending)
                 fl_warn("round deadline passed", "round=%lld pending=%zu", (long long)c->round,
                         pending);
@@ -1512,6 +1860,9 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
         c->acct = fl_dp_accountant_new(NULL, 0);
     }
     c->chunk = fl_xmalloc_aligned(FL_CHUNK_MAX);
+    c->secagg = strcmp(c->cfg.secagg, "on") == 0;
+    if (c->secagg)
+        c->sa_out = fl_xmalloc_aligned((numel + 1) * sizeof(float));
 
     c->ctx = zmq_ctx_new();
     if ((rc = fl_zap_start(c->ctx, s_zap_check, c, &c->zap)) != 0)
@@ -1574,6 +1925,9 @@ s_teardown(coord_t *c)
     fl_sopt_destroy(&c->sopt);
     free(c->chunk);
     free(c->sess);
+    fl_sa_server_destroy(&c->sa);
+    free(c->sa_sess);
+    free(c->sa_out);
 }
 
 static void
@@ -1588,10 +1942,12 @@ s_reload_config(coord_t *c)
     }
     if (strcmp(fresh.spec, c->cfg.spec) != 0 || strcmp(fresh.endpoint, c->cfg.endpoint) != 0 ||
         strcmp(fresh.server_optimizer, c->cfg.server_optimizer) != 0 ||
-        strcmp(fresh.aggregation, c->cfg.aggregation) != 0 || strcmp(fresh.dp, c->cfg.dp) != 0)
-        fl_warn("model.spec, federation.endpoint, server.optimizer, server.aggregation and "
-                "privacy.dp take effect at the next start",
+        strcmp(fresh.aggregation, c->cfg.aggregation) != 0 || strcmp(fresh.dp, c->cfg.dp) != 0 ||
+        strcmp(fresh.secagg, c->cfg.secagg) != 0)
+        fl_warn("model.spec, federation.endpoint, server.optimizer, server.aggregation, "
+                "privacy.dp and secagg.mode take effect at the next start",
                 NULL);
+    snprintf(fresh.secagg, sizeof fresh.secagg, "%s", c->cfg.secagg);
     snprintf(fresh.spec, sizeof fresh.spec, "%s", c->cfg.spec);
     snprintf(fresh.endpoint, sizeof fresh.endpoint, "%s", c->cfg.endpoint);
     snprintf(fresh.server_optimizer, sizeof fresh.server_optimizer, "%s",

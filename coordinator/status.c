@@ -238,6 +238,17 @@ status_build(fl_store_t *store, const coord_config_t *cfg, const status_live_t *
     }
     if (live && live->stop_reason && live->stop_reason[0])
         json_object_set_new(round, "stop_reason", json_string(live->stop_reason));
+    if (live && live->sa_phase && strcmp(live->phase, "train") == 0)
+        json_object_set_new(
+            round, "secure_aggregation",
+            json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "phase",
+                      live->sa_phase, "graph", live->sa_full ? "full" : "harary", "k",
+                      (json_int_t)live->sa_k, "t", (json_int_t)live->sa_t, "participants",
+                      "selected", (json_int_t)live->sa_counts[0], "advertised",
+                      (json_int_t)live->sa_counts[1], "shared", (json_int_t)live->sa_counts[2],
+                      "masked", (json_int_t)live->sa_counts[3], "unmasking",
+                      (json_int_t)live->sa_counts[5]));
+    json_object_set_new(st, "secure_aggregation", json_string(cfg->secagg));
     json_object_set_new(st, "round", round);
     json_object_set_new(st, "privacy", s_privacy(store, cfg));
     json_object_set_new(st, "history", s_history(store, history));
@@ -348,6 +359,16 @@ status_render(const json_t *st, FILE *f)
         json_int_t left = (s_int(round, "deadline_ms") - fl_wall_ms()) / 1000;
         s_duration(left > 0 ? left : 0, buf, sizeof buf);
         fprintf(f, ", deadline in %s\n", buf);
+        json_t *sa = json_object_get(round, "secure_aggregation");
+        if (sa) {
+            json_t *p = json_object_get(sa, "participants");
+            fprintf(f, "  secagg        %s graph k=%lld t=%lld, phase %s: %lld selected, "
+                    "%lld keys, %lld shared, %lld masked, %lld unmasking\n",
+                    s_str(sa, "graph"), (long long)s_int(sa, "k"), (long long)s_int(sa, "t"),
+                    s_str(sa, "phase"), (long long)s_int(p, "selected"),
+                    (long long)s_int(p, "advertised"), (long long)s_int(p, "shared"),
+                    (long long)s_int(p, "masked"), (long long)s_int(p, "unmasking"));
+        }
     } else if (running) {
         fprintf(f, "  round         %s (next: %lld)\n",
                 strcmp(phase, "complete") == 0 ? "federation complete" : "waiting for agents",
@@ -370,6 +391,11 @@ status_render(const json_t *st, FILE *f)
                 (long long)s_int(ck, "round"), s_str(ck, "digest"),
                 (double)s_int(ck, "bytes") / 1e6, buf);
     }
+    if (!json_object_get(round, "secure_aggregation"))
+        fprintf(f, "  secagg        %s\n",
+                strcmp(s_str(st, "secure_aggregation"), "on") == 0
+                    ? "on: the coordinator sees only the sum of the updates"
+                    : "OFF: the coordinator sees each agent's update");
     const json_t *priv = json_object_get(st, "privacy");
     if (priv && strcmp(s_str(priv, "dp"), "off") != 0) {
         fprintf(f, "  privacy       %s DP: epsilon %.3f at delta %g after %lld rounds "

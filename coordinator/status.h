@@ -26,6 +26,11 @@ typedef struct status_live {
     int64_t online;
     uint64_t invalid_messages;
     const char *stop_reason;      /* why the federation stopped early, or "" */
+    /* secure aggregation of the attempt in progress: sa_phase NULL when none */
+    const char *sa_phase;         /* "adv", "shr", "masked", "unmask", "done", "failed" */
+    int64_t sa_k, sa_t;
+    bool sa_full;
+    int64_t sa_counts[6];         /* |U0| selected .. |U5| unmasking shares sent */
     /* Whether the agent with this public key is online now. */
     bool (*is_online)(const char *pubkey, void *arg);
     void *arg;

@@ -107,7 +107,9 @@ def pubkey(key):
 
 
 def settings(n_agents):
-    return {"rounds.rounds": "1", "rounds.min_fit": str(HONEST),
+    # secure aggregation off: these tests check what the coordinator does
+    # with each agent's plain update (test_secagg.py covers the masked path)
+    return {"secagg.mode": "off", "rounds.rounds": "1", "rounds.min_fit": str(HONEST),
             "rounds.min_available": str(n_agents), "rounds.eval_every": "1"}
 
 

@@ -120,6 +120,7 @@ class TokenTest(covey.unittest.TestCase):
     def test_enrollment_and_token_refusals(self):
         fed = Federation("tok", model=SMALL, settings={
             "rounds.rounds": "3", "rounds.min_fit": "1", "rounds.min_available": "1",
+            "secagg.mode": "off",  # one agent: secure aggregation needs two
             "training.epochs": "1"})
         try:
             fed.start_coordinator(["--exit-when-done"])
@@ -482,6 +483,7 @@ class AtRestTest(covey.unittest.TestCase):
     def test_tampered_checkpoints_and_wrong_data_key_refused(self):
         fed = Federation("rest", model=SMALL, settings={
             "rounds.rounds": "3", "rounds.min_fit": "1", "rounds.min_available": "1",
+            "secagg.mode": "off",  # one agent: secure aggregation needs two
             "training.epochs": "1"})
         other = Federation("rest-other", model=SMALL)
         try:
@@ -670,6 +672,7 @@ class AuditTest(covey.unittest.TestCase):
     def test_audit_chain_detects_tampering(self):
         fed = Federation("aud", model=SMALL, settings={
             "rounds.rounds": "2", "rounds.min_fit": "1", "rounds.min_available": "1",
+            "secagg.mode": "off",  # one agent: secure aggregation needs two
             "training.epochs": "1"})
         try:
             # some activity of every kind

@@ -95,6 +95,10 @@ s_full(fl_msg_t *m, fl_msg_type_t type)
         snprintf(m->optimizer, sizeof m->optimizer, "adam");
         m->momentum = 0.9, m->weight_decay = 1e-4, m->mu = 0.01;
         m->seed = 0x0123456789abcdefu, m->deadline_ms = 600000, m->has_sig = true;
+        m->sa_n = 100, m->sa_idx = 99, m->sa_k = 16, m->sa_t = 6, m->sa_full = 0;
+        m->sa_bits = 32, m->sa_levels = 65536, m->sa_dim = 50890, m->sa_clip = 1.5;
+        m->sa_wmax = 1e5, m->has_nonce = true;
+        memset(m->nonce, 0x3c, sizeof m->nonce);
         break;
     case FL_MSG_EVAL:
         m->round = 42, m->attempt = 0, m->has_digest = true, m->nbytes = 4;
@@ -127,6 +131,16 @@ s_full(fl_msg_t *m, fl_msg_type_t type)
     case FL_MSG_ROTATED:
         snprintf(m->pubkey, sizeof m->pubkey, "rq:rM>}U?@Lns47E1%%kR.o@n%%FcmmsL/@{H8]yf7");
         break;
+    case FL_MSG_SA_ADV:
+        m->round = 42, m->attempt = 2, m->has_cpk = m->has_spk = true;
+        memset(m->cpk, 0x11, sizeof m->cpk);
+        memset(m->spk, 0x22, sizeof m->spk);
+        break;
+    case FL_MSG_SA_SHR:
+    case FL_MSG_SA_SHARES:
+    case FL_MSG_SA_KEYS:
+    case FL_MSG_SA_MREQ:
+    case FL_MSG_SA_UNMASK: m->round = 42, m->attempt = 2; break;
     default: break;
     }
     /* the digest and signature bytes only where the type carries them */
@@ -279,14 +293,17 @@ test_type_names_and_directions(void **state)
     static const char *names[] = {"none", "hello", "ping", "get", "ready", "upd", "evald",
                                   "fail", "welcome", "train", "eval", "chunk", "pull", "ack",
                                   "reject", "error", "abort", "enroll", "enrolled", "rotate",
-                                  "rotated"};
+                                  "rotated", "sa.adv", "sa.shr", "sa.shares", "sa.keys",
+                                  "sa.mreq", "sa.unmask"};
     assert_int_equal(sizeof names / sizeof names[0], FL_MSG_LAST + 1);
     for (int t = 0; t <= FL_MSG_LAST; t++) {
         assert_string_equal(fl_msg_type_name((fl_msg_type_t)t), names[t]);
         assert_int_equal(fl_msg_from_agent((fl_msg_type_t)t),
                          (t >= FL_MSG_HELLO && t <= FL_MSG_FAIL) || t == FL_MSG_ENROLL ||
-                             t == FL_MSG_ROTATE);
-        assert_int_equal(fl_msg_has_data((fl_msg_type_t)t), t == FL_MSG_CHUNK || t == FL_MSG_UPD);
+                             t == FL_MSG_ROTATE || (t >= FL_MSG_SA_ADV && t <= FL_MSG_SA_SHARES));
+        assert_int_equal(fl_msg_has_data((fl_msg_type_t)t),
+                         t == FL_MSG_CHUNK || t == FL_MSG_UPD ||
+                             (t >= FL_MSG_SA_SHR && t <= FL_MSG_SA_UNMASK));
     }
     assert_string_equal(fl_msg_type_name((fl_msg_type_t)99), "unknown");
     assert_string_equal(fl_msg_type_name((fl_msg_type_t)-1), "unknown");
@@ -541,7 +558,7 @@ static const s_case_t s_cases[] = {
     {FL_MSG_PING, OP_SET, "t", "a450494e47", "message: unknown type 'PING'"},
     {FL_MSG_PING, OP_SET, "t", "a0", "message: unknown type ''"},
     {FL_MSG_PING, OP_SET, "t", "a5 70696e6700", "message: unknown type 'ping\\x00'"},
-    {FL_MSG_PING, OP_SET, "t", "a8 73612e7365747570", "type 'sa.setup' is reserved for secure aggregation"},
+    {FL_MSG_PING, OP_SET, "t", "a8 73612e7365747570", "unknown type 'sa.setup'"},
     {FL_MSG_PING, OP_SET, "t", "01", "message: field 't' must be a string (got unsigned integer)"},
     {FL_MSG_PING, OP_SET, "t", "c40470696e67", "message: field 't' must be a string (got bin)"},
     {FL_MSG_PING, OP_DUP, "t", NULL, "message: duplicate field 't'"},
@@ -819,8 +836,23 @@ test_check_data(void **state)
     assert_int_equal(fl_msg_check_data(&m, 4), 0);
     assert_int_equal(fl_msg_check_data(&m, 8), FL_EPROTO);
 
+    /* secure-aggregation records: whole records only */
+    static const struct { fl_msg_type_t t; size_t rec; } sa[] = {
+        {FL_MSG_SA_KEYS, 68}, {FL_MSG_SA_SHR, 132}, {FL_MSG_SA_MREQ, 132},
+        {FL_MSG_SA_UNMASK, 5}, {FL_MSG_SA_SHARES, 41}};
+    for (size_t i = 0; i < sizeof sa / sizeof sa[0]; i++) {
+        s_full(&m, sa[i].t);
+        assert_int_equal(fl_msg_check_data(&m, sa[i].rec), 0);
+        assert_int_equal(fl_msg_check_data(&m, 7 * sa[i].rec), 0);
+        assert_int_equal(fl_msg_check_data(&m, 7 * sa[i].rec + 1), FL_EPROTO);
+        assert_non_null(strstr(fl_errmsg(), "not a whole number of"));
+        assert_int_equal(fl_msg_check_data(&m, 0), FL_EPROTO);
+        assert_non_null(strstr(fl_errmsg(), "data frame missing"));
+        assert_int_equal(fl_msg_check_data(&m, FL_CHUNK_MAX + sa[i].rec), FL_EPROTO);
+    }
+
     for (int t = FL_MSG_HELLO; t <= FL_MSG_LAST; t++) {
-        if (t == FL_MSG_CHUNK || t == FL_MSG_UPD)
+        if (fl_msg_has_data((fl_msg_type_t)t))
             continue;
         s_full(&m, (fl_msg_type_t)t);
         assert_int_equal(fl_msg_check_data(&m, 0), 0);
