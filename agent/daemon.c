@@ -112,8 +112,16 @@ typedef struct agent {
 
     /* secure aggregation of the current training task (NULL when off) */
     fl_sa_client_t *sa;
+    bool sa_keys_done;  /* sa.shr sent */
     bool sa_mreq_done;  /* shares exchanged: the input can be masked */
     bool sa_trained;    /* the worker's update is in upd, not yet masked */
+    bool sa_masked;     /* the masked input is offered (ready sent) */
+    /* the last records sent (sa.shr or sa.shares) and their task: sent again
+     * when the coordinator repeats its request after a reconnection */
+    fl_msg_type_t sa_resp_type;
+    uint64_t sa_resp_round, sa_resp_attempt;
+    uint8_t *sa_resp;
+    size_t sa_resp_len;
     uint32_t *sa_y;     /* the masked input */
     size_t sa_y_cap;
 
@@ -331,6 +339,64 @@ s_sa_abort(agent_t *a, const char *why)
     s_send_fail_ra(a, round, attempt, why);
 }
 
+/* sa.adv: this round's public keys. */
+static void
+s_sa_send_adv(agent_t *a)
+{
+    const fl_sa_setup_t *st = fl_sa_client_setup(a->sa);
+    fl_msg_t adv;
+    fl_msg_init(&adv, FL_MSG_SA_ADV);
+    adv.round = st->round;
+    adv.attempt = st->attempt;
+    adv.has_cpk = adv.has_spk = true;
+    memcpy(adv.cpk, fl_sa_client_cpk(a->sa), 32);
+    memcpy(adv.spk, fl_sa_client_spk(a->sa), 32);
+    (void)s_send(a, &adv, NULL, 0);
+}
+
+/* Keep a copy of records just sent, to send them again if asked again. */
+static void
+s_sa_keep(agent_t *a, fl_msg_type_t type, const fl_msg_t *m, const uint8_t *recs, size_t len)
+{
+    if (a->sa_resp) {
+        sodium_free(a->sa_resp);
+        a->sa_resp = NULL;
+    }
+    a->sa_resp_type = FL_MSG_NONE;
+    if (!(a->sa_resp = sodium_malloc(len ? len : 1)))
+        return;
+    memcpy(a->sa_resp, recs, len);
+    a->sa_resp_len = len;
+    a->sa_resp_type = type;
+    a->sa_resp_round = m->round;
+    a->sa_resp_attempt = m->attempt;
+}
+
+/* A request already answered (sa.keys or sa.unmask, repeated after a
+ * reconnection): the same answer again. True if it was one. */
+static bool
+s_sa_repeat(agent_t *a, const fl_msg_t *m)
+{
+    fl_msg_type_t answer = m->type == FL_MSG_SA_KEYS     ? FL_MSG_SA_SHR
+                           : m->type == FL_MSG_SA_UNMASK ? FL_MSG_SA_SHARES
+                                                         : FL_MSG_NONE;
+    if (m->type == FL_MSG_SA_MREQ && s_sa_mine(a, m->round, m->attempt) && a->sa_mreq_done) {
+        if (a->sa_masked) /* the masked input is offered: say so again */
+            s_send_ready(a, a->out, a->upd_bytes);
+        return true;
+    }
+    if (answer == FL_MSG_NONE || a->sa_resp_type != answer || a->sa_resp_round != m->round ||
+        a->sa_resp_attempt != m->attempt)
+        return false;
+    fl_msg_t r;
+    fl_msg_init(&r, answer);
+    r.round = m->round;
+    r.attempt = m->attempt;
+    fl_debug("secure aggregation: answer sent again", "type=%s", fl_msg_type_name(answer));
+    (void)s_send(a, &r, a->sa_resp, a->sa_resp_len);
+    return true;
+}
+
 /* A training task with a secure-aggregation setup: fresh keys for it (kept
  * if the same task comes again after a reconnection), advertised at once.
  * False when the setup is unusable (the task is refused). */
@@ -338,9 +404,11 @@ static bool
 s_sa_setup(agent_t *a, const fl_msg_t *m)
 {
     fl_sa_setup_t st;
-    fl_msg_t adv;
-    if (s_sa_mine(a, m->round, m->attempt))
+    if (s_sa_mine(a, m->round, m->attempt)) {
+        if (!a->sa_keys_done)
+            s_sa_send_adv(a); /* it may not have arrived before a reconnection */
         return true;
+    }
     fl_sa_client_destroy(&a->sa);
     memset(&st, 0, sizeof st);
     st.round = m->round;
@@ -367,16 +435,10 @@ s_sa_setup(agent_t *a, const fl_msg_t *m)
         s_send_fail(a, m, why);
         return false;
     }
-    a->sa_mreq_done = a->sa_trained = false;
-    fl_msg_init(&adv, FL_MSG_SA_ADV);
-    adv.round = m->round;
-    adv.attempt = m->attempt;
-    adv.has_cpk = adv.has_spk = true;
-    memcpy(adv.cpk, fl_sa_client_cpk(a->sa), 32);
-    memcpy(adv.spk, fl_sa_client_spk(a->sa), 32);
+    a->sa_keys_done = a->sa_mreq_done = a->sa_trained = a->sa_masked = false;
     fl_info("secure aggregation: keys advertised", "round=%llu index=%u of=%u k=%u t=%u",
             (unsigned long long)m->round, st.idx, st.n, st.k, st.t);
-    (void)s_send(a, &adv, NULL, 0);
+    s_sa_send_adv(a);
     return true;
 }
 
@@ -408,6 +470,7 @@ s_sa_try_ready(agent_t *a)
     if (saturated > 0)
         fl_warn("update values clipped to the secure-aggregation range", "round=%llu count=%zu "
                 "clip=%g", (unsigned long long)st->round, saturated, st->clip);
+    a->sa_masked = true;
     s_send_ready(a, (const uint8_t *)a->sa_y, words * sizeof(uint32_t));
 }
 
@@ -419,6 +482,8 @@ s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
     size_t out_len = 0;
     int rc;
     fl_msg_t r;
+    if (s_sa_repeat(a, m))
+        return;
     if (!s_sa_mine(a, m->round, m->attempt)) {
         fl_warn("secure-aggregation message for another round ignored", "type=%s round=%llu",
                 fl_msg_type_name(m->type), (unsigned long long)m->round);
@@ -448,6 +513,9 @@ s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
         return;
     }
     (void)s_send(a, &r, out, out_len);
+    s_sa_keep(a, r.type, m, out, out_len);
+    if (m->type == FL_MSG_SA_KEYS)
+        a->sa_keys_done = true;
     if (m->type == FL_MSG_SA_UNMASK) {
         /* this client's part is over: its secrets go */
         fl_info("secure aggregation: unmasking shares sent", "round=%llu",
@@ -553,6 +621,13 @@ s_on_task(agent_t *a, const fl_msg_t *m)
     }
     if (m->type == FL_MSG_TRAIN && m->sa_n > 0 && !s_sa_setup(a, m))
         return;
+    if (m->type == FL_MSG_TRAIN && s_sa_mine(a, m->round, m->attempt) &&
+        (a->sa_trained || a->sa_masked)) {
+        /* trained already (its input is masked once, never twice) */
+        if (a->sa_masked)
+            s_send_ready(a, a->out, a->upd_bytes);
+        return;
+    }
     if (m->type == FL_MSG_TRAIN && m->sa_n == 0)
         fl_sa_client_destroy(&a->sa);
     if (a->busy) {
@@ -915,6 +990,8 @@ s_teardown(agent_t *a)
     free(a->upd);
     fl_sa_client_destroy(&a->sa);
     free(a->sa_y);
+    if (a->sa_resp)
+        sodium_free(a->sa_resp);
 }
 
 static void

@@ -109,6 +109,10 @@ typedef struct sess {
     int64_t ready_ms;
     bool sa_in;      /* selected for the secure-aggregation round in progress */
     uint32_t sa_idx; /* its index there */
+    /* digests of its accepted sa.adv, sa.shr, sa.shares: a retransmission
+     * (after a reconnection) is recognised and ignored */
+    bool sa_seen[3];
+    uint8_t sa_seen_digest[3][32];
 } sess_t;
 
 /*
@@ -464,6 +468,7 @@ s_reset_roles(coord_t *c)
     for (size_t i = 0; i < c->n_sess; i++) {
         c->sess[i].role = R_NONE;
         c->sess[i].sa_in = false;
+        memset(c->sess[i].sa_seen, 0, sizeof c->sess[i].sa_seen);
     }
     s_pull_cancel(c);
     fl_sa_server_destroy(&c->sa);
@@ -1289,8 +1294,9 @@ s_on_ready(coord_t *c, sess_t *s, const fl_msg_t *m)
     uint64_t want = c->sa ? fl_sa_server_words(c->sa) * 4 : c->model_bytes;
     if (m->nbytes != want) {
         char why[160];
-        snprintf(why, sizeof why, "update has %llu bytes but %llu are expected",
-                 (unsigned long long)m->nbytes, (unsigned long long)want);
+        snprintf(why, sizeof why, "%s has %llu bytes but %s %llu",
+                 c->sa ? "masked input" : "update", (unsigned long long)m->nbytes,
+                 c->sa ? "the setup gives" : "the model has", (unsigned long long)want);
         s_update_refused(c, s, why);
         return;
     }
@@ -1373,6 +1379,41 @@ s_on_fail(coord_t *c, sess_t *s, const fl_msg_t *m)
     }
 }
 
+/* After a reconnection: the phase message s may have missed, again. */
+static void
+s_sa_resend(coord_t *c, sess_t *s)
+{
+    const uint8_t *recs;
+    size_t len;
+    fl_msg_t m;
+    int (*get)(fl_sa_server_t *, uint32_t, const uint8_t **, size_t *) = NULL;
+    if (!c->sa || !s->sa_in || c->phase != PH_TRAIN)
+        return;
+    fl_msg_init(&m, FL_MSG_NONE);
+    switch (fl_sa_server_phase(c->sa)) {
+    case FL_SA_PH_SHR:
+        if (fl_sa_server_member(c->sa, s->sa_idx, 1) && !fl_sa_server_member(c->sa, s->sa_idx, 2))
+            m.type = FL_MSG_SA_KEYS, get = fl_sa_server_keys_for;
+        break;
+    case FL_SA_PH_MASKED:
+        if (fl_sa_server_member(c->sa, s->sa_idx, 2) && s->role == R_SELECTED)
+            m.type = FL_MSG_SA_MREQ, get = fl_sa_server_mreq_for;
+        break;
+    case FL_SA_PH_UNMASK:
+        if (fl_sa_server_member(c->sa, s->sa_idx, 3) && !fl_sa_server_member(c->sa, s->sa_idx, 5))
+            m.type = FL_MSG_SA_UNMASK, get = fl_sa_server_unmask_for;
+        break;
+    default: break;
+    }
+    if (!get || get(c->sa, s->sa_idx, &recs, &len) != 0 || len == 0)
+        return;
+    m.round = (uint64_t)c->round;
+    m.attempt = (uint64_t)c->attempt;
+    fl_debug("secure aggregation: phase message sent again", "agent=%s type=%s", s->name,
+             fl_msg_type_name(m.type));
+    s_send(c, s, &m, recs, len);
+}
+
 /* A secure-aggregation message from s: is s in the attempt in progress?
  * (Logged, counted and answered when not.) */
 static bool
@@ -1380,6 +1421,13 @@ s_sa_accept(coord_t *c, sess_t *s, const fl_msg_t *m)
 {
     if (c->sa && c->phase == PH_TRAIN && s->sa_in && s_is_current(c, m, c->round))
         return true;
+    if (c->sa && s->sa_in && m->round == c->sa_setup.round && m->attempt == c->sa_setup.attempt) {
+        /* the attempt it belongs to has just closed (e.g. unmasked as soon as
+         * t shares were in): late, not invalid */
+        fl_debug("late secure-aggregation message ignored", "agent=%s type=%s round=%llu",
+                 s->name, fl_msg_type_name(m->type), (unsigned long long)m->round);
+        return false;
+    }
     char why[160];
     snprintf(why, sizeof why, "%s: no secure-aggregation round of this agent is in progress",
              fl_msg_type_name(m->type));
@@ -1387,13 +1435,31 @@ s_sa_accept(coord_t *c, sess_t *s, const fl_msg_t *m)
     return false;
 }
 
-/* sa.adv, sa.shr and sa.shares: into the round's state, then maybe on. */
+/* sa.adv, sa.shr and sa.shares: into the round's state, then maybe on. An
+ * exact copy of one already accepted is a retransmission (the agent could
+ * not know whether it arrived before a reconnection): ignored. */
 static void
 s_on_sa(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t len)
 {
     int rc;
+    uint8_t digest[32];
+    crypto_generichash_state h;
+    unsigned kind = m->type == FL_MSG_SA_ADV ? 0 : m->type == FL_MSG_SA_SHR ? 1 : 2;
     if (!s_sa_accept(c, s, m))
         return;
+    crypto_generichash_init(&h, NULL, 0, sizeof digest);
+    if (m->type == FL_MSG_SA_ADV) {
+        crypto_generichash_update(&h, m->cpk, sizeof m->cpk);
+        crypto_generichash_update(&h, m->spk, sizeof m->spk);
+    } else {
+        crypto_generichash_update(&h, data, len);
+    }
+    crypto_generichash_final(&h, digest, sizeof digest);
+    if (s->sa_seen[kind] && sodium_memcmp(digest, s->sa_seen_digest[kind], 32) == 0) {
+        fl_debug("secure aggregation: retransmission ignored", "agent=%s type=%s", s->name,
+                 fl_msg_type_name(m->type));
+        return;
+    }
     if (m->type == FL_MSG_SA_ADV)
         rc = fl_sa_server_on_adv(c->sa, s->sa_idx, m->cpk, m->spk);
     else if (m->type == FL_MSG_SA_SHR)
@@ -1404,6 +1470,8 @@ s_on_sa(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t le
         s_invalid(c, s, s->name, fl_errmsg());
         return;
     }
+    s->sa_seen[kind] = true;
+    memcpy(s->sa_seen_digest[kind], digest, 32);
     fl_debug("secure aggregation message", "agent=%s type=%s", s->name,
              fl_msg_type_name(m->type));
     s_sa_progress(c, fl_now_ms());
@@ -1436,6 +1504,7 @@ s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
         s_sa_fill(c, s, &r);
         s_send(c, s, &r, NULL, 0);
     }
+    s_sa_resend(c, s);
 }
 
 static void

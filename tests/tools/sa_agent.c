@@ -15,11 +15,14 @@
  *   --die-at shr      killed on receiving sa.keys, before sa.shr
  *   --die-at masked   killed on receiving sa.mreq, before its masked input
  *   --die-at shares   killed on receiving sa.unmask, before sa.shares
- *   --forge KIND      sends one bad phase message besides the good ones:
- *       replay-adv    sa.adv a second time (same keys)
- *       wrong-round   sa.shr again with round + 1
- *       truncated     sa.shr again with its last record cut short
- *       dup-shares    sa.shares a second time
+ *   --forge KIND      sends one extra phase message besides the good ones:
+ *       forged-adv      a second sa.adv with other keys (refused)
+ *       wrong-round     sa.shr again with round + 1 (refused)
+ *       truncated       sa.shr again with its last record cut short (refused)
+ *       bad-shares      before its sa.shares, one whose last record has an
+ *                       invalid kind byte (refused; the real one follows)
+ *       replay-adv      sa.adv again, identical (a retransmission: ignored)
+ *       dup-shares      sa.shares again, identical (a retransmission: ignored)
  * Evaluation tasks and tasks without a secure-aggregation setup are declined
  * with "fail". Every message from the coordinator is printed on stdout as
  * "reply <fl_msg_describe>"; steps as "sent ...".
@@ -146,6 +149,12 @@ s_on_train(sa_agent_t *a, const fl_msg_t *m)
                st.idx, st.n, st.k, st.t);
     if (s_forging(a, "replay-adv", m->round) && s_send(a, &adv, NULL, 0) == 0)
         printf("sent forged replay-adv\n");
+    if (s_forging(a, "forged-adv", m->round)) {
+        randombytes_buf(adv.cpk, 32);
+        randombytes_buf(adv.spk, 32);
+        if (s_send(a, &adv, NULL, 0) == 0)
+            printf("sent forged forged-adv\n");
+    }
 }
 
 /* The masked input of the known update, announced with "ready". */
@@ -210,6 +219,14 @@ s_on_sa(sa_agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
         s_send_masked(a);
         return;
     }
+    if (r.type == FL_MSG_SA_SHARES && s_forging(a, "bad-shares", m->round)) {
+        uint8_t *bad = fl_xmalloc(out_len);
+        memcpy(bad, out, out_len);
+        bad[out_len - FL_SA_REC_SHARES + 4] = 7; /* the kind byte: neither b nor s_sk */
+        if (s_send(a, &r, bad, out_len) == 0)
+            printf("sent forged bad-shares\n");
+        free(bad);
+    }
     if (s_send(a, &r, out, out_len) == 0)
         printf("sent %s records=%zu\n", fl_msg_type_name(r.type),
                out_len / (r.type == FL_MSG_SA_SHR ? FL_SA_REC_SHR : FL_SA_REC_SHARES));
@@ -224,6 +241,7 @@ s_on_sa(sa_agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
     if (r.type == FL_MSG_SA_SHARES && s_forging(a, "dup-shares", m->round) &&
         s_send(a, &r, out, out_len) == 0)
         printf("sent forged dup-shares\n");
+
 }
 
 static void

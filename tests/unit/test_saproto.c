@@ -373,6 +373,64 @@ s_round_ok(const fl_sa_setup_t *s, uint64_t seed, const uint32_t *drops, size_t 
     s_rt_free(&rt);
 }
 
+/* Pearson correlation of a[0..n) (uint32, as numbers) with b[0..n). */
+static double
+s_corr(const uint32_t *a, const float *b, size_t n)
+{
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < n; i++)
+        ma += a[i], mb += b[i];
+    ma /= (double)n, mb /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        double da = a[i] - ma, db = b[i] - mb;
+        sab += da * db, saa += da * da, sbb += db * db;
+    }
+    return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : 0;
+}
+
+/*
+ * Everything the server receives that depends on an input is its masked
+ * vector (the keys are public, the envelopes are sealed for other clients).
+ * Captured, no masked vector correlates with any client's true input beyond
+ * chance (|r| < 6 / sqrt(words), a 6-sigma bound for independent vectors: a
+ * false alarm about once in 3 million runs),
+ * while the unmasked encoding itself correlates almost perfectly with its
+ * input (r > 0.99): the measure would see a leak. A Harary round with
+ * dropouts at every phase, so that no client's masks are all removed.
+ */
+static void
+test_captured_inputs_uncorrelated(void **state)
+{
+    (void)state;
+    fl_sa_setup_t s = s_setup(12, 6, 4, false, 32, 1u << 16, 1.0, 0, 4096, 77);
+    s_rt_t rt;
+    s_rt_init(&rt, &s, 4242);
+    rt.drop[1] = DROP_SHR, rt.drop[5] = DROP_MASKED, rt.drop[9] = DROP_SHARES;
+    assert_int_equal(s_run(&rt), 0);
+    s_check(&rt);
+    double bound = 6.0 / sqrt((double)rt.words), worst = 0;
+    for (uint32_t v = 0; v < s.n; v++) {
+        if (!fl_sa_server_member(rt.srv, v, 2))
+            continue; /* it sent no masked input */
+        const uint32_t *y = rt.y + (size_t)v * rt.words;
+        for (uint32_t u = 0; u < s.n; u++) {
+            double r = fabs(s_corr(y, rt.x + (size_t)u * rt.dim, rt.dim));
+            if (r > worst)
+                worst = r;
+            if (r >= bound)
+                fail_msg("masked input of %u correlates with the input of %u: r = %.4f", v, u, r);
+        }
+    }
+    /* the measure can see a leak: the bare encoding of client 0 */
+    uint32_t *q = malloc(rt.words * sizeof *q);
+    assert_int_equal(fl_sa_quantize(rt.x, rt.dim, 1.0, 1u << 16, NULL, NULL, q), 0);
+    assert_true(s_corr(q, rt.x, rt.dim) > 0.99);
+    free(q);
+    print_message("captured masked inputs vs true inputs: max |r| = %.4f (bound %.4f)\n", worst,
+                  bound);
+    s_rt_free(&rt);
+}
+
 /* ---- 1. whole rounds ---- */
 
 static void
@@ -1496,6 +1554,7 @@ main(void)
         cmocka_unit_test(test_setup_check),
         cmocka_unit_test(test_sid),
         cmocka_unit_test(test_rounds_full),
+        cmocka_unit_test(test_captured_inputs_uncorrelated),
         cmocka_unit_test(test_rounds_harary),
         cmocka_unit_test(test_dropouts),
         cmocka_unit_test(test_below_threshold),
