@@ -567,6 +567,26 @@ s_request_chunks(agent_t *a)
     }
 }
 
+/* Whether the task's model carries a valid signature of the coordinator
+ * (always true when models are not verified); if not, the refusal is logged
+ * and reported with "fail". */
+static bool
+s_signature_ok(agent_t *a, const fl_msg_t *t)
+{
+    /* a training task of round r starts from the model of round r-1 */
+    int64_t model_round = (int64_t)t->round - (t->type == FL_MSG_TRAIN ? 1 : 0);
+    if (!a->verify || (t->has_sig && fl_verify_model(a->sign_pk, a->o.federation_id, model_round,
+                                                     t->spec, t->digest, t->sig) == 0))
+        return true;
+    char why[256];
+    snprintf(why, sizeof why, "refusing to %s: %s", t->type == FL_MSG_TRAIN ? "train" : "evaluate",
+             t->has_sig ? fl_errmsg() : "the model carries no signature");
+    fl_error("model signature check failed", "round=%llu reason=\"%s\"",
+             (unsigned long long)t->round, why);
+    s_send_fail(a, t, why);
+    return false;
+}
+
 /* Start the pending task if its model is here; otherwise fetch (or resume). */
 static void
 s_advance(agent_t *a)
@@ -575,18 +595,7 @@ s_advance(agent_t *a)
         return;
     const fl_msg_t *t = &a->pending_task;
     if (a->have && sodium_memcmp(a->have_digest, t->digest, 32) == 0) {
-        /* a training task of round r starts from the model of round r-1 */
-        int64_t model_round = (int64_t)t->round - (t->type == FL_MSG_TRAIN ? 1 : 0);
-        if (a->verify && (!t->has_sig || fl_verify_model(a->sign_pk, a->o.federation_id,
-                                                         model_round, t->spec, t->digest,
-                                                         t->sig) != 0)) {
-            char why[256];
-            snprintf(why, sizeof why, "refusing to %s: %s",
-                     t->type == FL_MSG_TRAIN ? "train" : "evaluate",
-                     t->has_sig ? fl_errmsg() : "the model carries no signature");
-            fl_error("model signature check failed", "round=%llu reason=\"%s\"",
-                     (unsigned long long)t->round, why);
-            s_send_fail(a, t, why);
+        if (!s_signature_ok(a, t)) {
             a->pending = false;
             return;
         }
@@ -619,6 +628,10 @@ s_on_task(agent_t *a, const fl_msg_t *m)
         s_send_fail(a, m, "model size is not a positive multiple of 4 bytes");
         return;
     }
+    /* a model it would refuse: no keys advertised, no download */
+    if (m->type == FL_MSG_TRAIN && m->sa_n > 0 && !s_sa_mine(a, m->round, m->attempt) &&
+        !s_signature_ok(a, m))
+        return;
     if (m->type == FL_MSG_TRAIN && m->sa_n > 0 && !s_sa_setup(a, m))
         return;
     if (m->type == FL_MSG_TRAIN && s_sa_mine(a, m->round, m->attempt) &&
@@ -696,17 +709,25 @@ s_on_pull(agent_t *a, const fl_msg_t *m)
 }
 
 /* Offer `bytes` (the update, or the masked input) to the coordinator's pulls. */
+/* A "ready" or "evald" carrying the finished job's task and metrics. */
+static void
+s_result_msg(const agent_t *a, fl_msg_type_t type, fl_msg_t *m)
+{
+    const job_t *j = &a->job;
+    fl_msg_init(m, type);
+    m->round = j->task.round;
+    m->attempt = j->task.attempt;
+    m->n_samples = j->n_samples;
+    m->loss = j->loss;
+    m->acc = j->acc;
+}
+
 static void
 s_send_ready(agent_t *a, const uint8_t *bytes, size_t nbytes)
 {
     const job_t *j = &a->job;
     fl_msg_t m;
-    fl_msg_init(&m, FL_MSG_READY);
-    m.round = j->task.round;
-    m.attempt = j->task.attempt;
-    m.n_samples = j->n_samples;
-    m.loss = j->loss;
-    m.acc = j->acc;
+    s_result_msg(a, FL_MSG_READY, &m);
     m.nbytes = nbytes;
     /* under secure aggregation the bit travels inside the masked sum */
     m.unclipped = j->unclipped && !a->sa ? 1 : 0;
@@ -741,12 +762,7 @@ s_on_job_done(agent_t *a)
     } else if (j->task.type == FL_MSG_TRAIN) {
         s_send_ready(a, (const uint8_t *)a->upd, j->task.nbytes);
     } else {
-        fl_msg_init(&m, FL_MSG_EVALD);
-        m.round = j->task.round;
-        m.attempt = j->task.attempt;
-        m.n_samples = j->n_samples;
-        m.loss = j->loss;
-        m.acc = j->acc;
+        s_result_msg(a, FL_MSG_EVALD, &m);
         fl_info("evaluation done", "round=%llu samples=%llu loss=%.4f accuracy=%.4f",
                 (unsigned long long)m.round, (unsigned long long)m.n_samples, m.loss, m.acc);
         (void)s_send(a, &m, NULL, 0);

@@ -167,18 +167,6 @@ struct fl_sa_client {
     uint8_t *out;               /* sodium_malloc: the last records handed out */
 };
 
-static inline uint32_t
-s_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void
-s_store_be32(uint8_t *p, uint32_t v)
-{
-    s_put_be(p, v, 4);
-}
-
 /* Drop the previous output records and make room for len bytes (guarded). */
 static int
 s_out_alloc(fl_sa_client_t *self, size_t len)
@@ -373,7 +361,7 @@ s_parse_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len, size_t *cnt_
     memset(self->listed, 0, self->size);
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_KEYS;
-        uint32_t v = s_be32(r);
+        uint32_t v = fl_load_be32(r);
         if (v >= s->n)
             return fl_fail(FL_EPROTO, "sa.keys: record %zu lists client %u, but the round has %u",
                            i, v, s->n);
@@ -469,7 +457,7 @@ fl_sa_client_on_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len,
             memcpy(self->sh_b + (size_t)p * FL_SA_SHARE_LEN, sb, FL_SA_SHARE_LEN);
             continue;
         }
-        s_store_be32(o, self->nbrs[p]);
+        fl_store_be32(o, self->nbrs[p]);
         rc = fl_sa_envelope_seal(self->enc + (size_t)p * FL_SA_SEED_LEN, self->sid, s->idx,
                                  self->nbrs[p], ssk, sb, o + 4);
         if (rc < 0)
@@ -508,7 +496,7 @@ fl_sa_client_on_mreq(fl_sa_client_t *self, const uint8_t *recs, size_t len)
     memset(self->inu2, 0, self->size);
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_MREQ;
-        uint32_t src = s_be32(r);
+        uint32_t src = fl_load_be32(r);
         int64_t pos = src < s->n ? fl_sagraph_position(self->graph, s->idx, src) : -1;
         if (pos < 0)
             return s_abort(self, fl_fail(FL_EPROTO,
@@ -639,7 +627,7 @@ fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
     size_t alive = 0;
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_UNMASK;
-        uint32_t v = s_be32(r);
+        uint32_t v = fl_load_be32(r);
         uint8_t st = r[4];
         int64_t pos = v < s->n ? fl_sagraph_position(self->graph, s->idx, v) : -1;
         if (pos < 0)
@@ -692,14 +680,14 @@ fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
         return s_abort(self, rc);
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_UNMASK;
-        uint32_t v = s_be32(r);
+        uint32_t v = fl_load_be32(r);
         bool dead = r[4] == FL_SA_DEAD;
         uint32_t pos = (uint32_t)fl_sagraph_position(self->graph, s->idx, v);
         rc = fl_sa_peer_reveal(&self->reveal[pos], dead);
         assert(rc == 0); /* checked above */
         (void)rc;
         uint8_t *o = self->out + i * FL_SA_REC_SHARES;
-        s_store_be32(o, v);
+        fl_store_be32(o, v);
         o[4] = dead ? FL_SA_DEAD : FL_SA_ALIVE;
         memcpy(o + 5, (dead ? self->sh_sk : self->sh_b) + (size_t)pos * FL_SA_SHARE_LEN,
                FL_SA_SHARE_LEN);

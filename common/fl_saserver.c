@@ -95,21 +95,6 @@ fl_sa_phase_name(fl_sa_phase_t ph)
     }
 }
 
-static inline uint32_t
-s_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void
-s_store_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* The round failed: remember why (the detail of rc) and return rc. */
 static int
 s_failed(fl_sa_server_t *self, int rc)
@@ -396,7 +381,7 @@ fl_sa_server_keys_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out, s
         uint32_t v = self->nb[p];
         if (!(self->flags[v] & S_F_U1))
             continue;
-        s_store_be32(o + m * FL_SA_REC_KEYS, v);
+        fl_store_be32(o + m * FL_SA_REC_KEYS, v);
         memcpy(o + m * FL_SA_REC_KEYS + 4, self->pks + (size_t)v * 2 * FL_SA_KEY_LEN,
                2 * FL_SA_KEY_LEN);
         m++;
@@ -429,7 +414,7 @@ fl_sa_server_on_shr(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, siz
                        idx, cnt, want);
     memset(self->seen, 0, self->size);
     for (size_t i = 0; i < cnt; i++) {
-        uint32_t dst = s_be32(recs + i * FL_SA_REC_SHR);
+        uint32_t dst = fl_load_be32(recs + i * FL_SA_REC_SHR);
         if (dst >= self->n)
             return fl_fail(FL_EPROTO,
                            "sa.shr from client %u: record %zu is for client %u, but the round has "
@@ -459,7 +444,7 @@ fl_sa_server_on_shr(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, siz
     uint8_t *env = fl_xmalloc((size_t)self->size * FL_SA_ENVELOPE_LEN);
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_SHR;
-        int64_t pos = fl_sagraph_position(self->graph, idx, s_be32(r));
+        int64_t pos = fl_sagraph_position(self->graph, idx, fl_load_be32(r));
         memcpy(env + (size_t)pos * FL_SA_ENVELOPE_LEN, r + 4, FL_SA_ENVELOPE_LEN);
     }
     self->env[idx] = env;
@@ -493,7 +478,7 @@ fl_sa_server_mreq_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out, s
         /* v sealed one for every member of N(v) ∩ U1, idx among them */
         int64_t q = fl_sagraph_position(self->graph, v, idx);
         assert(q >= 0 && self->env[v]);
-        s_store_be32(o + m * FL_SA_REC_MREQ, v);
+        fl_store_be32(o + m * FL_SA_REC_MREQ, v);
         memcpy(o + m * FL_SA_REC_MREQ + 4, self->env[v] + (size_t)q * FL_SA_ENVELOPE_LEN,
                FL_SA_ENVELOPE_LEN);
         m++;
@@ -643,7 +628,7 @@ fl_sa_server_unmask_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
         uint32_t v = self->nb[p];
         if (!(self->flags[v] & S_F_U2))
             continue;
-        s_store_be32(o + m * FL_SA_REC_UNMASK, v);
+        fl_store_be32(o + m * FL_SA_REC_UNMASK, v);
         o[m * FL_SA_REC_UNMASK + 4] = (self->flags[v] & S_F_U3) ? FL_SA_ALIVE : FL_SA_DEAD;
         m++;
     }
@@ -676,7 +661,7 @@ fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, 
     memset(self->seen, 0, self->size);
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_SHARES;
-        uint32_t o = s_be32(r);
+        uint32_t o = fl_load_be32(r);
         if (o >= self->n)
             return fl_fail(FL_EPROTO,
                            "sa.shares from client %u: record %zu is for client %u, but the round "
@@ -706,7 +691,7 @@ fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, 
                            "which is %s (want its %s share)",
                            idx, i, kind, o, alive ? "alive" : "dead", alive ? "b" : "s_sk");
         for (unsigned j = 0; j < FL_SHAMIR_LIMBS; j++)
-            if (s_be32(r + 5 + 4 * j) >= FL_SHAMIR_P)
+            if (fl_load_be32(r + 5 + 4 * j) >= FL_SHAMIR_P)
                 return fl_fail(FL_EPROTO,
                                "sa.shares from client %u: record %zu (client %u) limb %u is not "
                                "a field element",
@@ -714,7 +699,7 @@ fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, 
     }
     for (size_t i = 0; i < cnt; i++) {
         const uint8_t *r = recs + i * FL_SA_REC_SHARES;
-        uint32_t o = s_be32(r);
+        uint32_t o = fl_load_be32(r);
         int64_t q = fl_sagraph_position(self->graph, o, idx); /* holder position in N(o) */
         assert(q >= 0);
         if (!self->sh[o])
@@ -787,9 +772,9 @@ s_consistent(unsigned t, size_t cnt, const uint32_t *xs, const uint8_t *shares)
             uint64_t f = 0;
             for (unsigned i = 0; i < t; i++)
                 f = (f + (uint64_t)coef[i] *
-                             s_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * l)) %
+                             fl_load_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * l)) %
                     FL_SHAMIR_P;
-            ok = f == s_be32(shares + j * FL_SHAMIR_SHARE_LEN + 4 * l);
+            ok = f == fl_load_be32(shares + j * FL_SHAMIR_SHARE_LEN + 4 * l);
         }
     }
     free(w);

@@ -125,21 +125,6 @@ s_check_xs(const uint32_t *xs, size_t n, int code)
     return rc;
 }
 
-static inline uint32_t
-s_load_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void
-s_store_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* Uniform coefficients by rejection: a 32-bit word is kept when < p (about
  * half of them). Words come from randombytes in batches. */
 typedef struct {
@@ -202,7 +187,7 @@ fl_shamir_split_with(const uint8_t secret[FL_SHAMIR_SECRET_LEN], unsigned t, uns
             for (unsigned d = t - 2; d >= 1; d--)
                 v = s_mod(v * x + aj[d - 1]);
             v = s_mod(v * x + limbs[j]);
-            s_store_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * j, (uint32_t)v);
+            fl_store_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * j, (uint32_t)v);
         }
     }
     sodium_memzero(limbs, sizeof limbs);
@@ -285,7 +270,7 @@ fl_shamir_rec_run(fl_shamir_rec_t *self, size_t count, const uint32_t *xs, const
         return rc;
     for (size_t i = 0; i < count; i++)
         for (unsigned j = 0; j < FL_SHAMIR_LIMBS; j++) {
-            uint32_t y = s_load_be32(shares + i * FL_SHAMIR_SHARE_LEN + 4 * j);
+            uint32_t y = fl_load_be32(shares + i * FL_SHAMIR_SHARE_LEN + 4 * j);
             if (y >= FL_SHAMIR_P)
                 return fl_fail(FL_EFORMAT,
                                "shamir: share %zu (x=%u) limb %u = %u is not a field element", i,
@@ -304,7 +289,7 @@ fl_shamir_rec_run(fl_shamir_rec_t *self, size_t count, const uint32_t *xs, const
     for (unsigned j = 0; j < FL_SHAMIR_LIMBS; j++) {
         uint64_t acc = 0;
         for (unsigned i = 0; i < t; i++) {
-            uint32_t y = s_load_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * j);
+            uint32_t y = fl_load_be32(shares + (size_t)i * FL_SHAMIR_SHARE_LEN + 4 * j);
             acc = s_mod(acc + (uint64_t)self->lambda[i] * y);
         }
         limbs[j] = (uint32_t)acc;

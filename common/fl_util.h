@@ -92,4 +92,20 @@ int fl_read_file(const char *path, size_t max, uint8_t **buf_p, size_t *len_p) F
  * the permission of the new file (e.g. 0600 for secrets). */
 int fl_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode) FL_MUST_CHECK;
 
+/* Big-endian 32-bit integers in byte buffers (wire records, shares). */
+static inline uint32_t
+fl_load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void
+fl_store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
 #endif

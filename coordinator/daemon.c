@@ -66,6 +66,8 @@
 
 #define PULL_WINDOW 4              /* update chunks requested ahead */
 #define PULL_STALL_MS 15000        /* an update transfer that stalls this long is dropped */
+#define RETRY_BACKOFF_MS 500       /* after a failed attempt; doubles with each failure in a row */
+#define RETRY_BACKOFF_MAX_MS 30000
 #define ZAP_DOMAIN "covey-agents"
 #define ZAP_DOMAIN_ENROLL "covey-enroll"
 #define ZAP_DOMAIN_ADMIN "covey-admin"
@@ -209,6 +211,10 @@ typedef struct coord {
     double loss_sum, acc_sum, n_sum; /* weighted training metrics */
     int64_t eval_round;
     double eval_loss_sum, eval_acc_sum, eval_n;
+    /* failed attempts in a row, and when the next may start (backoff: an
+     * attempt that cannot succeed must not be retried in a tight loop) */
+    int fail_streak;
+    int64_t retry_at_ms;
 
     /* update transfer */
     ssize_t pulling;
@@ -564,7 +570,8 @@ s_maybe_start_round(coord_t *c)
         return;
     }
     size_t online = s_count_online(c);
-    if (online < c->cfg.min_available || (c->secagg && online < 2))
+    if (online < c->cfg.min_available || (c->secagg && online < 2) ||
+        fl_now_ms() < c->retry_at_ms)
         return;
 
     size_t *chosen = fl_xmalloc((c->n_sess + 1) * sizeof *chosen);
@@ -698,8 +705,14 @@ s_fail_attempt(coord_t *c, const char *why)
         fl_error("cannot record the failed attempt", "reason=\"%s\"", fl_errmsg());
     (void)coord_audit(c->store, "coordinator", "round.fail", "round=%lld attempt=%lld reason=%s",
                       (long long)c->round, (long long)c->attempt, why);
-    fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\"",
-            (long long)c->round, (long long)c->attempt, why);
+    int64_t backoff = RETRY_BACKOFF_MS << (c->fail_streak < 6 ? c->fail_streak : 6);
+    if (backoff > RETRY_BACKOFF_MAX_MS)
+        backoff = RETRY_BACKOFF_MAX_MS;
+    c->fail_streak++;
+    c->retry_at_ms = fl_now_ms() + backoff;
+    fl_warn("round attempt failed; retrying", "round=%lld attempt=%lld reason=\"%s\" "
+            "retry_in_ms=%lld", (long long)c->round, (long long)c->attempt, why,
+            (long long)backoff);
     c->attempt++;
     c->phase = PH_WAITING;
 }
@@ -861,6 +874,7 @@ s_finish_attempt(coord_t *c)
     c->rounds_done = c->round;
     c->round++;
     c->attempt = 1;
+    c->fail_streak = 0;
     c->phase = PH_WAITING;
     if (c->cfg.eval_every > 0 && (uint64_t)c->rounds_done % c->cfg.eval_every == 0)
         s_start_eval(c);
