@@ -5,7 +5,8 @@ coordinate = --value, weight --samples). The committed model is exported and
 compared with the weighted mean the survivors' inputs must give, so each test
 checks that the coordinator decoded the sum of exactly the right inputs:
 
-- agents killed (SIGKILL) at every phase — before advertising keys, before
+- agents killed (SIGKILL) at every phase, with the full graph (13 agents)
+  and with SecAgg+'s Harary graph (20 agents above secagg.full_max = 10) — before advertising keys, before
   sending shares, before their masked input, before revealing unmasking
   shares — while at least t survive: the result is the exact weighted mean
   over U3 (the agents whose masked input arrived, including the one that died
@@ -125,6 +126,36 @@ class SecAggTest(covey.unittest.TestCase):
             self.assertRegex(log, r'msg="round committed" round=1 attempt=1 updates=10 ')
             for name in ("die-adv", "die-shr", "die-masked", "die-shares"):
                 self.assertIn("dying at", fed.log(name), fed.tail(name))
+        finally:
+            fed.close()
+
+    def test_secagg_plus_harary_graph_exact_with_dropouts(self):
+        # 20 agents above secagg.full_max = 10: SecAgg+ on a Harary graph
+        # (gamma 0.05, delta 0.2 give k = 6, t = 2); one agent dies at each
+        # phase; the result is the exact weighted mean over U3
+        n = 20
+        fed = SecAggFederation("saharary", n, {"secagg.full_max": "10"})
+        try:
+            fed.start_coordinator(["--exit-when-done"])
+            included = []
+            for i in range(n - 4):
+                v, s = 0.01 * (i - 8), 900 + 150 * i
+                fed.start_sa("ok-%d" % i, v, s)
+                included.append((v, s))
+            for phase in ("adv", "shr", "masked"):
+                fed.start_sa("die-" + phase, 0.9, 3000, ["--die-at", phase])
+            fed.start_sa("die-shares", -0.5, 2000, ["--die-at", "shares"])
+            included.append((-0.5, 2000))
+            st = fed.wait_for("a secure-aggregation phase in status", lambda s: (
+                s["round"].get("secure_aggregation") is not None), 120)
+            sa = st["round"]["secure_aggregation"]
+            self.assertEqual((sa["graph"], sa["k"], sa["t"]), ("harary", 6, 2), sa)
+            fed.wait_exit("coordinator", 240)
+            self.assertEqual(fed.procs["coordinator"].returncode, 0, fed.tail("coordinator"))
+            worst = fed.check_delta(self, export(fed, 0), export(fed, 1), expected_mean(included))
+            print("SecAgg+ (Harary k=6 t=2), U3 = 17 of 20: worst coordinate error %.2e" % worst)
+            self.assertRegex(fed.log("coordinator"),
+                             r'msg="round committed" round=1 attempt=1 updates=17 ')
         finally:
             fed.close()
 
