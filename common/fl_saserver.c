@@ -15,8 +15,11 @@
  * Unmasking (finish). Every secret is reconstructed from the first t shares
  * in position order; when more than t holders answered, every further share
  * is checked to lie on the same polynomial (Lagrange evaluation at its x),
- * so a forged or corrupted share is caught (FL_ECRYPTO) instead of yielding
- * a wrong mask and a silently wrong sum. With exactly t shares no such check
+ * so a forged or corrupted share is caught instead of yielding a wrong mask
+ * and a silently wrong sum. With t + 2 or more shares a single bad one is
+ * also found (leave one out: only without it do the rest agree), discarded,
+ * and its holder reported (fl_sa_server_excluded), so one malicious holder
+ * cannot make the round fail; otherwise the inconsistency is FL_ECRYPTO. With exactly t shares no such check
  * is possible (any t points fit a polynomial of degree t - 1): a forged s_sk
  * share is still caught because the rebuilt public key must equal the one
  * advertised; a forged b share is caught only by the decoder's range check
@@ -68,6 +71,7 @@ struct fl_sa_server {
     uint8_t **sh;     /* [n]: NULL or [size][36] shares | [size] present flags */
     uint32_t *shcnt;  /* [n] shares received per owner */
     uint8_t *need;    /* [n] S_NEED_* */
+    uint8_t *excluded; /* [n] 1: a share it revealed was inconsistent and discarded */
 
     uint32_t *nb;     /* [size] scratch: a neighbourhood */
     uint8_t *seen;    /* [size] scratch */
@@ -168,6 +172,7 @@ fl_sa_server_new(const fl_sa_setup_t *s, fl_sa_server_t **out)
     self->sh = fl_xcalloc(self->n, sizeof *self->sh);
     self->shcnt = fl_xcalloc(self->n, sizeof *self->shcnt);
     self->need = fl_xcalloc(self->n, 1);
+    self->excluded = fl_xcalloc(self->n, 1);
     self->nb = fl_xmalloc(self->size * sizeof *self->nb);
     self->seen = fl_xmalloc(self->size);
     self->phase = FL_SA_PH_ADV;
@@ -199,6 +204,7 @@ fl_sa_server_destroy(fl_sa_server_t **self_p)
     free(self->sh);
     free(self->shcnt);
     free(self->need);
+    free(self->excluded);
     free(self->flags);
     free(self->pks);
     free(self->ktab);
@@ -726,6 +732,21 @@ fl_sa_server_ready(const fl_sa_server_t *self)
     return true;
 }
 
+bool
+fl_sa_server_checkable(fl_sa_server_t *self)
+{
+    if (!fl_sa_server_ready(self))
+        return false;
+    for (uint32_t u = 0; u < self->n; u++) {
+        if (self->need[u] == S_NEED_NONE)
+            continue;
+        uint32_t holders = s_members_near(self, u, S_F_U3), want = self->t + 2;
+        if (self->shcnt[u] < (holders < want ? holders : want))
+            return false;
+    }
+    return true;
+}
+
 /* ---- unmasking ---- */
 
 static inline uint32_t
@@ -781,8 +802,24 @@ s_consistent(unsigned t, size_t cnt, const uint32_t *xs, const uint8_t *shares)
     return ok;
 }
 
+/* Exchange shares i and j (and their x) in the arrays of s_reconstruct. */
+static void
+s_swap_share(uint32_t *xs, uint8_t *shs, size_t i, size_t j)
+{
+    uint8_t tmp[FL_SA_SHARE_LEN];
+    uint32_t x = xs[i];
+    xs[i] = xs[j];
+    xs[j] = x;
+    memcpy(tmp, shs + i * FL_SA_SHARE_LEN, FL_SA_SHARE_LEN);
+    memcpy(shs + i * FL_SA_SHARE_LEN, shs + j * FL_SA_SHARE_LEN, FL_SA_SHARE_LEN);
+    memcpy(shs + j * FL_SA_SHARE_LEN, tmp, FL_SA_SHARE_LEN);
+    sodium_memzero(tmp, sizeof tmp);
+}
+
 /* Reconstruct owner o's needed secret into secret[32] from all the shares
- * its neighbours revealed (first t interpolated, the rest checked). */
+ * its neighbours revealed: the first t interpolated, the rest checked
+ * against them; a single inconsistent share among t + 2 or more is found,
+ * discarded and its holder recorded (fl_sa_server_excluded). */
 static int
 s_reconstruct(fl_sa_server_t *self, fl_shamir_rec_t *rec, uint32_t o, uint32_t *xs,
               uint8_t *shs, uint8_t *secret)
@@ -805,17 +842,47 @@ s_reconstruct(fl_sa_server_t *self, fl_shamir_rec_t *rec, uint32_t o, uint32_t *
                        "sa server: the %s of client %u has %zu shares, fewer than the threshold "
                        "%u",
                        what, o, cnt, self->t);
+    if (!s_consistent(self->t, cnt, xs, shs)) {
+        /* One forged share among at least t + 2 can be told apart: without
+         * it the others lie on one polynomial (at least t + 1 points, so a
+         * remaining bad one would still show), with it they do not. */
+        size_t bad = cnt;
+        for (size_t j = 0; cnt >= (size_t)self->t + 2 && j < cnt && bad == cnt; j++) {
+            s_swap_share(xs, shs, j, cnt - 1);
+            if (s_consistent(self->t, cnt - 1, xs, shs))
+                bad = j;
+            s_swap_share(xs, shs, j, cnt - 1);
+        }
+        if (bad == cnt)
+            return fl_fail(FL_ECRYPTO,
+                           "sa server: the %zu shares of client %u's %s are inconsistent (a "
+                           "forged or corrupted share that %s)",
+                           cnt, o, what,
+                           cnt >= (size_t)self->t + 2 ? "is not a single one"
+                                                      : "t + 2 shares would be needed to find");
+        self->excluded[fl_sagraph_at(self->graph, o, xs[bad] - 1)] = 1;
+        s_swap_share(xs, shs, bad, cnt - 1);
+        cnt--;
+    }
     int rc = fl_shamir_rec_run(rec, cnt, xs, shs, secret);
     if (rc < 0)
         return fl_fail(rc == FL_ERANGE || rc == FL_ENOMEM ? rc : FL_ECRYPTO,
                        "sa server: the shares of client %u's %s do not reconstruct: %s", o, what,
                        fl_errmsg());
-    if (!s_consistent(self->t, cnt, xs, shs))
-        return fl_fail(FL_ECRYPTO,
-                       "sa server: the %zu shares of client %u's %s are inconsistent (a forged "
-                       "or corrupted share)",
-                       cnt, o, what);
     return 0;
+}
+
+size_t
+fl_sa_server_excluded(const fl_sa_server_t *self, uint32_t *out, size_t cap)
+{
+    size_t k = 0;
+    for (uint32_t u = 0; u < self->n; u++)
+        if (self->excluded[u]) {
+            if (k < cap)
+                out[k] = u;
+            k++;
+        }
+    return k;
 }
 
 /* The unmasking terms of owner o (need[o] set) into um. */

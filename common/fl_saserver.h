@@ -136,9 +136,15 @@ int fl_sa_server_unmask_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **
 int fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs,
                            size_t len) FL_MUST_CHECK;
 
-/* Whether every needed secret already has at least t shares (the daemon can
- * stop waiting for the remaining clients). */
+/* Whether every needed secret already has at least t shares: the least
+ * fl_sa_server_finish() needs. */
 bool fl_sa_server_ready(const fl_sa_server_t *self);
+
+/* Whether every needed secret has at least t + 2 shares, or those of all its
+ * holders in U3: as many as can be had to check shares against each other
+ * (and to find a single forged one). The daemon waits for this, within its
+ * deadline, before it finishes. */
+bool fl_sa_server_checkable(fl_sa_server_t *self);
 
 /*
  * Reconstruct every needed secret, remove all masks from the sum and decode
@@ -146,9 +152,19 @@ bool fl_sa_server_ready(const fl_sa_server_t *self);
  * *weight_sum) or the plain sum (wmax == 0, *weight_sum = |U3|). weight_sum
  * may be NULL. Moves to DONE and returns 0, or to FAILED and returns
  * FL_ERANGE (a secret with fewer than t shares, a decoded value out of
- * range) / FL_ECRYPTO (shares that do not reconstruct, a reconstructed s_sk
- * that does not match its advertised key).
+ * range) / FL_ECRYPTO (shares that do not reconstruct or are inconsistent in a
+ * way that cannot be put down to one share, a reconstructed s_sk that does
+ * not match its advertised key).
  */
 int fl_sa_server_finish(fl_sa_server_t *self, float *out, double *weight_sum) FL_MUST_CHECK;
+
+/*
+ * The clients (up to cap written to out; the count returned) that revealed a
+ * share inconsistent with the others' during fl_sa_server_finish(): the
+ * forged or corrupted share was discarded and the secret rebuilt without it.
+ * Finding it needs at least t + 2 shares of that secret and a single bad one
+ * among them; otherwise finish fails with FL_ECRYPTO.
+ */
+size_t fl_sa_server_excluded(const fl_sa_server_t *self, uint32_t *out, size_t cap);
 
 #endif

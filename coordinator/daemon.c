@@ -726,6 +726,15 @@ s_sa_mean(coord_t *c, float *mean)
     size_t numel = fl_params_numel(c->global);
     double wsum = 0;
     int rc = fl_sa_server_finish(c->sa, c->sa_out, &wsum);
+    uint32_t ex[32];
+    size_t nex = fl_sa_server_excluded(c->sa, ex, 32);
+    for (size_t i = 0; i < nex && i < 32; i++) {
+        sess_t *s = &c->sess[c->sa_sess[ex[i]]];
+        c->invalid++;
+        fl_warn("secure aggregation: a forged share was discarded", "round=%lld agent=%s "
+                "invalid_total=%llu", (long long)c->round, s->name,
+                (unsigned long long)c->invalid);
+    }
     if (rc != 0)
         return rc;
     if (!c->dp) {
@@ -1105,7 +1114,8 @@ s_update_complete(coord_t *c, sess_t *s)
 
 /* ------------------------------------------- secure aggregation phases */
 
-/* Agents of U<from> not (yet) in U<to> that are still expected to answer. */
+/* Agents of U<from> not (yet) in U<to> that are still expected to answer
+ * (online, not dropped or rejected). */
 static size_t
 s_sa_waiting(const coord_t *c, unsigned from, unsigned to)
 {
@@ -1114,7 +1124,7 @@ s_sa_waiting(const coord_t *c, unsigned from, unsigned to)
         const sess_t *s = &c->sess[c->sa_sess[i]];
         if (fl_sa_server_member(c->sa, (uint32_t)i, from) &&
             !fl_sa_server_member(c->sa, (uint32_t)i, to) && s->role != R_DROPPED &&
-            s->role != R_REJECTED)
+            s->role != R_REJECTED && s_online(c, s))
             n++;
     }
     return n;
@@ -1222,11 +1232,14 @@ s_sa_progress(coord_t *c, int64_t now)
         return;
     }
     case FL_SA_PH_UNMASK:
-        if (!fl_sa_server_ready(c->sa) && s_sa_waiting(c, 3, 5) > 0 && now < c->sa_deadline_ms)
+        /* not at the first t shares of each secret: as many as can be had
+         * (t + 2 find a single forged share), within the deadline */
+        if (!fl_sa_server_checkable(c->sa) && s_sa_waiting(c, 3, 5) > 0 &&
+            now < c->sa_deadline_ms)
             return;
-        if (!fl_sa_server_ready(c->sa) && s_sa_waiting(c, 3, 5) > 0)
-            fl_warn("unmasking deadline passed", "round=%lld u5=%zu", (long long)c->round,
-                    fl_sa_server_count(c->sa, 5));
+        if (!fl_sa_server_ready(c->sa))
+            fl_warn("unmasking ended without enough shares", "round=%lld u5=%zu",
+                    (long long)c->round, fl_sa_server_count(c->sa, 5));
         if (s_finish_attempt(c) != 0)
             s_stop = 2;
         return;

@@ -15,6 +15,8 @@ checks that the coordinator decoded the sum of exactly the right inputs:
   fewer agents) commits the exact mean of the survivors;
 - replayed, wrong-round, truncated and duplicated phase messages are refused
   with an error and counted, and the round still gives the exact result;
+- a forged (well-formed) unmasking share is found among t + 2, discarded and
+  its sender named, and the sum is still exact;
 - status shows the secure-aggregation phase, the graph, k, t and the
   participants per phase while a round runs.
 """
@@ -233,6 +235,31 @@ class SecAggTest(covey.unittest.TestCase):
             invalid = [int(x) for x in re.findall(
                 r'msg="invalid message rejected" .* invalid_total=(\d+)', log)]
             self.assertEqual(max(invalid), len(forges), log[-3000:])
+        finally:
+            fed.close()
+
+    def test_forged_share_found_and_discarded(self):
+        # 8 agents (t = 6): one reveals a share with a flipped bit (well formed,
+        # so only the shares' consistency shows it). The coordinator waits for
+        # t + 2 shares of each secret, finds the odd one out, discards it,
+        # names the agent, and the sum is still exact.
+        n = 8
+        fed = SecAggFederation("sashare", n)
+        try:
+            fed.start_coordinator(["--exit-when-done"])
+            agents = []
+            for i in range(n):
+                v, s = 0.02 * (i - 3), 1000 + 200 * i
+                fed.start_sa("a-%d" % i, v, s, ["--forge", "forged-share"] if i == 2 else [])
+                agents.append((v, s))
+            fed.wait_exit("coordinator", 240)
+            self.assertEqual(fed.procs["coordinator"].returncode, 0, fed.tail("coordinator"))
+            self.assertIn("sent forged forged-share", fed.log("a-2"))
+            fed.check_delta(self, export(fed, 0), export(fed, 1), expected_mean(agents))
+            log = fed.log("coordinator")
+            self.assertRegex(log, r'msg="secure aggregation: a forged share was discarded" '
+                                  r'round=1 agent=a-2 ')
+            self.assertRegex(log, r'msg="round committed" round=1 attempt=1 updates=8 ')
         finally:
             fed.close()
 

@@ -21,6 +21,9 @@
  *       truncated       sa.shr again with its last record cut short (refused)
  *       bad-shares      before its sa.shares, one whose last record has an
  *                       invalid kind byte (refused; the real one follows)
+ *       forged-share    its sa.shares with one bit of its first share flipped
+ *                       (well formed: only the coordinator's check of the
+ *                       shares against each other can catch it)
  *       replay-adv      sa.adv again, identical (a retransmission: ignored)
  *       dup-shares      sa.shares again, identical (a retransmission: ignored)
  * Evaluation tasks and tasks without a secure-aggregation setup are declined
@@ -227,9 +230,18 @@ s_on_sa(sa_agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
             printf("sent forged bad-shares\n");
         free(bad);
     }
+    uint8_t *forged = NULL;
+    if (r.type == FL_MSG_SA_SHARES && s_forging(a, "forged-share", m->round)) {
+        forged = fl_xmalloc(out_len);
+        memcpy(forged, out, out_len);
+        forged[5 + 4 * 4 + 3] ^= 0x02; /* low bit 1 of limb 4: stays in the field */
+        out = forged;
+        printf("sent forged forged-share\n");
+    }
     if (s_send(a, &r, out, out_len) == 0)
         printf("sent %s records=%zu\n", fl_msg_type_name(r.type),
                out_len / (r.type == FL_MSG_SA_SHR ? FL_SA_REC_SHR : FL_SA_REC_SHARES));
+    free(forged);
     if (r.type == FL_MSG_SA_SHR && s_forging(a, "wrong-round", m->round)) {
         r.round++;
         if (s_send(a, &r, out, out_len) == 0)

@@ -1349,10 +1349,15 @@ s_forged(uint32_t h, uint32_t o, const uint32_t *drops, size_t ndrops, uint64_t 
     assert_true(forged);
     assert_true(fl_sa_server_ready(srv));
     int rc = fl_sa_server_finish(srv, rt.out, &rt.wsum);
-    if (rc == 0)
+    if (rc == 0) {
         s_check(&rt); /* would fail: a forged share went unnoticed */
-    else
+        /* it was found, discarded, and its holder named */
+        uint32_t ex[8];
+        assert_int_equal(fl_sa_server_excluded(srv, ex, 8), 1);
+        assert_int_equal(ex[0], h);
+    } else {
         assert_int_equal(fl_sa_server_phase(srv), FL_SA_PH_FAILED);
+    }
     s_rt_free(&rt);
     return rc;
 }
@@ -1361,13 +1366,18 @@ static void
 test_forged_share(void **state)
 {
     (void)state;
-    /* all 8 holders answer (t = 6): the shares beyond the first t are
-     * checked against the polynomial of the first t, so a forged b share is
-     * caught wherever it sits */
-    assert_int_equal(s_forged(0, 5, NULL, 0, 1), FL_ECRYPTO); /* among the first t */
+    /* all 8 holders answer (t = 6, so t + 2 shares): a forged b share is
+     * caught wherever it sits, found by leaving one out, discarded, and the
+     * round still gives the exact sum (s_forged checks it and the holder) */
+    assert_int_equal(s_forged(0, 5, NULL, 0, 1), 0); /* among the first t */
+    assert_int_equal(s_forged(7, 2, NULL, 0, 2), 0); /* beyond them */
+    assert_int_equal(s_forged(6, 6, NULL, 0, 3), 0); /* its own b share */
+    /* t + 1 shares (one holder silent): the forgery shows, but which share
+     * it is cannot be told: the round fails rather than risk a wrong sum */
+    uint32_t one[] = {4, DROP_SHARES};
+    assert_int_equal(s_forged(0, 5, one, 1, 6), FL_ECRYPTO);
     assert_non_null(strstr(fl_errmsg(), "client 5's b"));
-    assert_int_equal(s_forged(7, 2, NULL, 0, 2), FL_ECRYPTO); /* beyond them */
-    assert_int_equal(s_forged(6, 6, NULL, 0, 3), FL_ECRYPTO); /* its own b share */
+    assert_non_null(strstr(fl_errmsg(), "t + 2 shares would be needed"));
     /* exactly t shares of a dropped client's s_sk: the rebuilt key does not
      * match its advertised spk */
     uint32_t d[] = {3, DROP_MASKED, 4, DROP_SHARES};
