@@ -902,7 +902,7 @@ test_describe(void **state)
     fl_msg_init(&m, FL_MSG_GET);
     m.has_digest = true;
     m.digest[0] = 0x3f, m.digest[1] = 0x9a, m.digest[2] = 0x01, m.digest[3] = 0xc2;
-    m.offset = 0, m.length = FL_CHUNK_DEFAULT;
+    m.offset = 0, m.length = 1048576;
     assert_string_equal(fl_msg_describe(&m, buf, sizeof buf),
                         "t=get digest=3f9a01c2.. offset=0 length=1048576");
     fl_msg_init(&m, FL_MSG_HELLO);
