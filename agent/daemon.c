@@ -946,8 +946,8 @@ s_connect(agent_t *a)
     fl_net_opts_t no;
     int rc;
     fl_net_opts_default(&no);
-    if ((rc = fl_net_client(a->ctx, a->o.coordinator, a->server_pub, a->kp, &no, &a->sock)) != 0 ||
-        (rc = fl_net_monitor(a->ctx, a->sock, &a->mon)) != 0) {
+    if ((rc = fl_net_client_monitored(a->ctx, a->o.coordinator, a->server_pub, a->kp, &no,
+                                      &a->sock, &a->mon)) != 0) {
         s_disconnect(a);
         return rc;
     }

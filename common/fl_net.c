@@ -152,9 +152,10 @@ fl_net_bound_endpoint(void *sock, char *buf, size_t size)
     return 0;
 }
 
-int
-fl_net_client(void *ctx, const char *endpoint, const char *server_pub_z85,
-              const fl_keypair_t *client_kp, const fl_net_opts_t *o, void **sock_out)
+/* A configured CURVE client DEALER, not yet connected (see fl_net_client). */
+static int
+s_client_socket(void *ctx, const char *endpoint, const char *server_pub_z85,
+                const fl_keypair_t *client_kp, const fl_net_opts_t *o, void **sock_out)
 {
     fl_net_opts_t def;
     void *s = NULL;
@@ -181,19 +182,61 @@ fl_net_client(void *ctx, const char *endpoint, const char *server_pub_z85,
         (rc = s_setopt(s, endpoint, ZMQ_CURVE_PUBLICKEY, "ZMQ_CURVE_PUBLICKEY",
                        fl_keypair_public(client_kp), FL_KEY_Z85_LEN)) < 0 ||
         (rc = s_setopt(s, endpoint, ZMQ_CURVE_SECRETKEY, "ZMQ_CURVE_SECRETKEY",
-                       fl_keypair_secret(client_kp), FL_KEY_Z85_LEN)) < 0)
-        goto out;
-    if (zmq_connect(s, endpoint) != 0) {
-        rc = fl_fail(FL_EIO, "%s: connect: %s", endpoint, zmq_strerror(errno));
-        goto out;
+                       fl_keypair_secret(client_kp), FL_KEY_Z85_LEN)) < 0) {
+        zmq_close(s);
+        return rc;
     }
     *sock_out = s;
-    s = NULL;
-    rc = 0;
-out:
-    if (s)
+    return 0;
+}
+
+/* Connect a socket made by s_client_socket; closes it on failure. */
+static int
+s_client_connect(void *s, const char *endpoint)
+{
+    if (zmq_connect(s, endpoint) != 0) {
+        int rc = fl_fail(FL_EIO, "%s: connect: %s", endpoint, zmq_strerror(errno));
         zmq_close(s);
+        return rc;
+    }
+    return 0;
+}
+
+int
+fl_net_client(void *ctx, const char *endpoint, const char *server_pub_z85,
+              const fl_keypair_t *client_kp, const fl_net_opts_t *o, void **sock_out)
+{
+    void *s = NULL;
+    int rc = s_client_socket(ctx, endpoint, server_pub_z85, client_kp, o, &s);
+    if (rc == 0 && (rc = s_client_connect(s, endpoint)) == 0)
+        *sock_out = s;
     return rc;
+}
+
+int
+fl_net_client_monitored(void *ctx, const char *endpoint, const char *server_pub_z85,
+                        const fl_keypair_t *client_kp, const fl_net_opts_t *o, void **sock_out,
+                        void **mon_out)
+{
+    void *s = NULL, *mon = NULL;
+    int rc = s_client_socket(ctx, endpoint, server_pub_z85, client_kp, o, &s);
+    if (rc != 0)
+        return rc;
+    if (!mon_out) {
+        zmq_close(s);
+        return fl_fail(FL_EINVAL, "fl_net_client_monitored: missing monitor result");
+    }
+    if ((rc = fl_net_monitor(ctx, s, &mon)) != 0) {
+        zmq_close(s);
+        return rc;
+    }
+    if ((rc = s_client_connect(s, endpoint)) != 0) {
+        zmq_close(mon);
+        return rc;
+    }
+    *sock_out = s;
+    *mon_out = mon;
+    return 0;
 }
 
 int

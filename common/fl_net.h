@@ -87,7 +87,9 @@ int fl_net_client(void *ctx, const char *endpoint, const char *server_pub_z85,
  * _HANDSHAKE_FAILED_NO_DETAIL / _PROTOCOL / _AUTH and _DISCONNECTED, delivered
  * to a new PAIR socket, *mon_out, that the caller polls (ZMQ_POLLIN), reads
  * with fl_net_monitor_read and closes with zmq_close (before zmq_ctx_term;
- * before or after sock). Call it right after fl_net_client, in sock's thread.
+ * before or after sock), in sock's thread. On a socket that is already
+ * connecting, events before the call are lost: a client that waits for
+ * _HANDSHAKE_SUCCEEDED uses fl_net_client_monitored instead.
  *
  * Why a client needs it: with libzmq 4.3.4, a client whose key the server's
  * ZAP handler refuses gets ZMQ_EVENT_HANDSHAKE_FAILED_AUTH (value = the ZAP
@@ -99,6 +101,19 @@ int fl_net_client(void *ctx, const char *endpoint, const char *server_pub_z85,
  * Returns 0 or FL_EIO.
  */
 int fl_net_monitor(void *ctx, void *sock, void **mon_out) FL_MUST_CHECK;
+
+/*
+ * fl_net_client with its monitor (as fl_net_monitor) attached and connected
+ * BEFORE the socket connects, so that no event can be lost: with
+ * fl_net_client then fl_net_monitor, a handshake that completes in between
+ * (a busy machine) emits ZMQ_EVENT_HANDSHAKE_SUCCEEDED to nobody, and a
+ * client that waits for it to say hello waits forever. Caller owns both
+ * sockets. Returns 0, or as fl_net_client / fl_net_monitor, with nothing
+ * left open on failure.
+ */
+int fl_net_client_monitored(void *ctx, const char *endpoint, const char *server_pub_z85,
+                            const fl_keypair_t *client_kp, const fl_net_opts_t *o,
+                            void **sock_out, void **mon_out) FL_MUST_CHECK;
 
 /* Read one event from a monitor made by fl_net_monitor: *event is a
  * ZMQ_EVENT_* code, *value its value (the ZAP status for _FAILED_AUTH, an

@@ -678,8 +678,8 @@ main(int argc, char **argv)
         goto out;
     }
     e->ctx = zmq_ctx_new();
-    if (fl_net_client(e->ctx, e->coordinator, e->server_pub, e->kp, NULL, &e->sock) != 0 ||
-        fl_net_monitor(e->ctx, e->sock, &e->mon) != 0) {
+    if (fl_net_client_monitored(e->ctx, e->coordinator, e->server_pub, e->kp, NULL, &e->sock,
+                                &e->mon) != 0) {
         fprintf(stderr, "evil_agent: %s\n", fl_errmsg());
         goto out;
     }

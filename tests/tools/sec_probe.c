@@ -187,8 +187,7 @@ s_send(int argc, char **argv)
     }
     printf("public_key %s\n", fl_keypair_public(kp));
     ctx = zmq_ctx_new();
-    if (fl_net_client(ctx, endpoint, server_pub, kp, NULL, &sock) != 0 ||
-        fl_net_monitor(ctx, sock, &mon) != 0) {
+    if (fl_net_client_monitored(ctx, endpoint, server_pub, kp, NULL, &sock, &mon) != 0) {
         fprintf(stderr, "sec_probe: %s\n", fl_errmsg());
         goto out;
     }

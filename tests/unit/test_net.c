@@ -222,6 +222,17 @@ s_client(fx_t *fx, const char *server_pub, const fl_keypair_t *kp, const fl_net_
     return s_track(c);
 }
 
+/* A client whose monitor is attached before it connects (no event lost). */
+static void *
+s_client_mon(fx_t *fx, const char *server_pub, const fl_keypair_t *kp, void **mon)
+{
+    void *c = NULL;
+    assert_int_equal(fl_net_client_monitored(fx->ctx, fx->endpoint, server_pub, kp, NULL, &c, mon),
+                     0);
+    s_track(*mon);
+    return s_track(c);
+}
+
 static void
 s_send_raw(void *sock, int nframes, const char *const *frames, int flags)
 {
@@ -262,10 +273,8 @@ test_admitted_exchange(void **state)
     fl_keypair_t *kp2 = fl_keypair_generate();
     s_allow(&fx->allow, fl_keypair_public(fx->client_kp));
     s_allow(&fx->allow, fl_keypair_public(kp2));
-    void *c1 = s_client(fx, fl_keypair_public(fx->server_kp), fx->client_kp, NULL);
     void *mon = NULL;
-    assert_int_equal(fl_net_monitor(fx->ctx, c1, &mon), 0);
-    s_track(mon);
+    void *c1 = s_client_mon(fx, fl_keypair_public(fx->server_kp), fx->client_kp, &mon);
     void *c2 = s_client(fx, fl_keypair_public(fx->server_kp), kp2, NULL);
     assert_int_equal(s_wait_event(mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH,
                                   NULL, WAIT_MS),
@@ -364,10 +373,8 @@ test_unknown_client_refused(void **state)
     dup2(logfd, STDERR_FILENO);
 
     s_allow(&fx->allow, fl_keypair_public(fx->client_kp));
-    void *c1 = s_client(fx, fl_keypair_public(fx->server_kp), fx->stranger_kp, NULL);
     void *mon = NULL;
-    assert_int_equal(fl_net_monitor(fx->ctx, c1, &mon), 0);
-    s_track(mon);
+    void *c1 = s_client_mon(fx, fl_keypair_public(fx->server_kp), fx->stranger_kp, &mon);
     void *c2 = s_client(fx, fl_keypair_public(fx->server_kp), fx->stranger_kp, NULL);
     int status = 0;
     int ev = s_wait_event(mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH,
@@ -434,10 +441,8 @@ test_wrong_server_key(void **state)
 {
     fx_t *fx = *state;
     s_allow(&fx->allow, fl_keypair_public(fx->client_kp));
-    void *c = s_client(fx, fl_keypair_public(fx->stranger_kp), fx->client_kp, NULL);
     void *mon = NULL;
-    assert_int_equal(fl_net_monitor(fx->ctx, c, &mon), 0);
-    s_track(mon);
+    void *c = s_client_mon(fx, fl_keypair_public(fx->stranger_kp), fx->client_kp, &mon);
     int ev = s_wait_event(mon,
                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
