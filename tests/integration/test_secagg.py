@@ -91,75 +91,55 @@ class SecAggFederation(Federation):
 
 
 class SecAggTest(covey.unittest.TestCase):
-    def test_dropouts_at_every_phase_exact_sum(self):
-        # 13 agents, full graph, t = 9: four die, one at each phase
-        n = 13
-        fed = SecAggFederation("sadrop", n)
+    def dropouts_at_every_phase(self, name, n, graph, settings=None):
+        """n agents; four die, one before each of its phase messages. Checks
+        status mid-round shows `graph` (kind, k, t) and that the committed
+        model moved by the exact weighted mean over U3 (n - 3 agents)."""
+        fed = SecAggFederation(name, n, settings)
         try:
             fed.start_coordinator(["--exit-when-done"])
-            survivors = []
+            included = []
             for i in range(n - 4):
-                v, s = 0.02 * (i - 4), 1000 + 250 * i
+                v, s = 0.01 * (i - n // 2), 900 + 150 * i
                 fed.start_sa("ok-%d" % i, v, s)
-                survivors.append((v, s))
-            # their values must NOT be in the result: far from the survivors'
-            fed.start_sa("die-adv", 0.9, 3000, ["--die-at", "adv"])
-            fed.start_sa("die-shr", 0.9, 3000, ["--die-at", "shr"])
-            fed.start_sa("die-masked", 0.9, 3000, ["--die-at", "masked"])
+                included.append((v, s))
+            # their values must NOT be in the result: far from the others'
+            for phase in ("adv", "shr", "masked"):
+                fed.start_sa("die-" + phase, 0.9, 3000, ["--die-at", phase])
             # this one's masked input arrived: it IS in the sum, unmasked by
             # the others' shares although it never reveals its own
             fed.start_sa("die-shares", -0.5, 2000, ["--die-at", "shares"])
-            included = survivors + [(-0.5, 2000)]
+            included.append((-0.5, 2000))
 
             st = fed.wait_for("a secure-aggregation phase in status", lambda s: (
                 s["round"].get("secure_aggregation") is not None), 120)
             sa = st["round"]["secure_aggregation"]
-            self.assertEqual((sa["graph"], sa["k"], sa["t"]), ("full", n - 1, 9), sa)
+            self.assertEqual((sa["graph"], sa["k"], sa["t"]), graph, sa)
             self.assertEqual(sa["participants"]["selected"], n)
             self.assertEqual(st["secure_aggregation"], "on")
 
             fed.wait_exit("coordinator", 240)
             self.assertEqual(fed.procs["coordinator"].returncode, 0, fed.tail("coordinator"))
             worst = fed.check_delta(self, export(fed, 0), export(fed, 1), expected_mean(included))
-            print("exact sum over U3 (10 of 13): worst coordinate error %.2e" % worst)
+            print("%s graph k=%d t=%d: exact sum over U3 (%d of %d), worst coordinate error %.2e"
+                  % (graph + (n - 3, n, worst)))
             log = fed.log("coordinator")
             self.assertIn("secure aggregation: keys advertised", log)
-            self.assertRegex(log, r'msg="secure aggregation: unmasking" round=1 u3=10')
-            self.assertRegex(log, r'msg="round committed" round=1 attempt=1 updates=10 ')
-            for name in ("die-adv", "die-shr", "die-masked", "die-shares"):
-                self.assertIn("dying at", fed.log(name), fed.tail(name))
+            self.assertRegex(log, r'msg="secure aggregation: unmasking" round=1 u3=%d\b' % (n - 3))
+            self.assertRegex(log, r'msg="round committed" round=1 attempt=1 updates=%d ' % (n - 3))
+            for phase in ("adv", "shr", "masked", "shares"):
+                self.assertIn("dying at", fed.log("die-" + phase), fed.tail("die-" + phase))
         finally:
             fed.close()
 
-    def test_secagg_plus_harary_graph_exact_with_dropouts(self):
+    def test_dropouts_at_every_phase_full_graph(self):
+        # 13 agents: the full graph (SecAgg), t = floor(2n/3) + 1 = 9
+        self.dropouts_at_every_phase("sadrop", 13, ("full", 12, 9))
+
+    def test_dropouts_at_every_phase_harary_graph(self):
         # 20 agents above secagg.full_max = 10: SecAgg+ on a Harary graph
-        # (gamma 0.05, delta 0.2 give k = 6, t = 2); one agent dies at each
-        # phase; the result is the exact weighted mean over U3
-        n = 20
-        fed = SecAggFederation("saharary", n, {"secagg.full_max": "10"})
-        try:
-            fed.start_coordinator(["--exit-when-done"])
-            included = []
-            for i in range(n - 4):
-                v, s = 0.01 * (i - 8), 900 + 150 * i
-                fed.start_sa("ok-%d" % i, v, s)
-                included.append((v, s))
-            for phase in ("adv", "shr", "masked"):
-                fed.start_sa("die-" + phase, 0.9, 3000, ["--die-at", phase])
-            fed.start_sa("die-shares", -0.5, 2000, ["--die-at", "shares"])
-            included.append((-0.5, 2000))
-            st = fed.wait_for("a secure-aggregation phase in status", lambda s: (
-                s["round"].get("secure_aggregation") is not None), 120)
-            sa = st["round"]["secure_aggregation"]
-            self.assertEqual((sa["graph"], sa["k"], sa["t"]), ("harary", 6, 2), sa)
-            fed.wait_exit("coordinator", 240)
-            self.assertEqual(fed.procs["coordinator"].returncode, 0, fed.tail("coordinator"))
-            worst = fed.check_delta(self, export(fed, 0), export(fed, 1), expected_mean(included))
-            print("SecAgg+ (Harary k=6 t=2), U3 = 17 of 20: worst coordinate error %.2e" % worst)
-            self.assertRegex(fed.log("coordinator"),
-                             r'msg="round committed" round=1 attempt=1 updates=17 ')
-        finally:
-            fed.close()
+        # (gamma 0.05, delta 0.2 give k = 6, t = 2)
+        self.dropouts_at_every_phase("saharary", 20, ("harary", 6, 2), {"secagg.full_max": "10"})
 
     def test_below_threshold_aborts_and_retries(self):
         # 5 agents (t = 4); two die before their masked input: U3 = 3 < t, the
