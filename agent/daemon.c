@@ -425,13 +425,13 @@ s_sa_setup(agent_t *a, const fl_msg_t *m)
     st.dim = m->sa_dim;
     memcpy(st.nonce, m->nonce, sizeof st.nonce);
     size_t numel = m->nbytes / sizeof(float);
-    if (!m->has_nonce || (st.dim != numel && st.dim != numel + 1) ||
-        fl_sa_client_new(&st, &a->sa) != 0) {
+    bool dim_ok = st.dim == numel + FL_SA_METRICS || st.dim == numel + 1 + FL_SA_METRICS;
+    if (!m->has_nonce || !dim_ok || fl_sa_client_new(&st, &a->sa) != 0) {
         char why[300];
         snprintf(why, sizeof why, "secure aggregation setup refused: %s",
                  !m->has_nonce ? "no nonce"
-                 : st.dim != numel && st.dim != numel + 1 ? "dim does not match the model"
-                                                          : fl_errmsg());
+                 : !dim_ok     ? "sa_dim does not match the model"
+                               : fl_errmsg());
         s_send_fail(a, m, why);
         return false;
     }
@@ -453,8 +453,13 @@ s_sa_try_ready(agent_t *a)
     size_t numel = j->task.nbytes / sizeof(float), saturated = 0;
     size_t words = (size_t)fl_sa_setup_words(st);
     a->sa_trained = false;
-    if (st->dim == numel + 1) /* the adaptive-clipping bit, summed securely */
-        a->upd[numel] = (float)(j->unclipped ? st->clip : -st->clip);
+    size_t at = numel;
+    if (st->dim == numel + 1 + FL_SA_METRICS) /* the adaptive-clipping bit, summed securely */
+        a->upd[at++] = (float)(j->unclipped ? st->clip : -st->clip);
+    /* the training metrics too: the coordinator learns only their mean */
+    double loss = j->loss / FL_SA_LOSS_SCALE;
+    a->upd[at++] = (float)(st->clip * (loss < 1.0 ? loss : 1.0));
+    a->upd[at] = (float)(st->clip * j->acc);
     if (words * sizeof(uint32_t) > a->sa_y_cap) {
         free(a->sa_y);
         a->sa_y = fl_xmalloc_aligned(words * sizeof(uint32_t));
@@ -529,10 +534,11 @@ s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
 static void
 s_start_job(agent_t *a, const fl_msg_t *task)
 {
-    if (task->nbytes + sizeof(float) > a->upd_cap) { /* + the secure clipping bit */
+    size_t extra = (1 + FL_SA_METRICS) * sizeof(float); /* secure aggregation's coordinates */
+    if (task->nbytes + extra > a->upd_cap) {
         free(a->upd);
-        a->upd = fl_xmalloc_aligned(task->nbytes + sizeof(float));
-        a->upd_cap = task->nbytes + sizeof(float);
+        a->upd = fl_xmalloc_aligned(task->nbytes + extra);
+        a->upd_cap = task->nbytes + extra;
     }
     if (task->type == FL_MSG_TRAIN)
         a->upd_valid = false; /* the buffer is about to be rewritten */
@@ -729,8 +735,11 @@ s_send_ready(agent_t *a, const uint8_t *bytes, size_t nbytes)
     fl_msg_t m;
     s_result_msg(a, FL_MSG_READY, &m);
     m.nbytes = nbytes;
-    /* under secure aggregation the bit travels inside the masked sum */
+    /* under secure aggregation the clipping bit and the metrics travel inside
+     * the masked sum, not here */
     m.unclipped = j->unclipped && !a->sa ? 1 : 0;
+    if (a->sa)
+        m.loss = m.acc = 0;
     m.has_digest = true;
     crypto_generichash(m.digest, 32, bytes, nbytes, NULL, 0);
     a->out = bytes;
@@ -740,7 +749,7 @@ s_send_ready(agent_t *a, const uint8_t *bytes, size_t nbytes)
     a->upd_valid = true;
     fl_info(a->sa ? "masked update ready" : "update ready",
             "round=%llu samples=%llu loss=%.4f accuracy=%.4f", (unsigned long long)m.round,
-            (unsigned long long)m.n_samples, m.loss, m.acc);
+            (unsigned long long)m.n_samples, j->loss, j->acc);
     (void)s_send(a, &m, NULL, 0);
 }
 

@@ -48,6 +48,14 @@
 #define FL_SA_REC_UNMASK 5
 #define FL_SA_REC_SHARES 41
 
+/* The masked input's coordinates after the model's parameters (docs/PROTOCOL.md
+ * 7.1): with adaptive clipping one coordinate of +-clip (the update fitted
+ * under the clipping norm or not), then always two for the training metrics,
+ * clip * min(loss / FL_SA_LOSS_SCALE, 1) and clip * accuracy, so that the
+ * coordinator learns only their (weighted) mean, never one agent's. */
+#define FL_SA_METRICS 2
+#define FL_SA_LOSS_SCALE 16.0
+
 #define FL_SA_ALIVE 0  /* unmask status, and shares kind "b" */
 #define FL_SA_DEAD 1   /* unmask status, and shares kind "s_sk" */
 

@@ -513,7 +513,7 @@ s_sa_begin(coord_t *c, const size_t *chosen, size_t k)
     st->levels = (uint32_t)c->cfg.sa_levels;
     st->clip = c->dp ? c->clip : c->cfg.sa_clip;
     st->wmax = c->dp ? 0.0 : c->cfg.sa_max_weight;
-    st->dim = fl_params_numel(c->global) + (c->adaptive ? 1 : 0);
+    st->dim = fl_params_numel(c->global) + (c->adaptive ? 1 : 0) + FL_SA_METRICS;
     randombytes_buf(st->nonce, sizeof st->nonce);
     if ((rc = fl_sa_server_new(st, &c->sa)) != 0)
         return rc;
@@ -737,6 +737,12 @@ s_sa_mean(coord_t *c, float *mean)
     }
     if (rc != 0)
         return rc;
+    /* the training metrics: a weighted mean, or (DP) a sum over the agents */
+    const float *met = c->sa_out + numel + (c->adaptive ? 1 : 0);
+    double per = c->dp ? wsum : 1.0, clip = c->sa_setup.clip;
+    c->n_sum = (double)c->received;
+    c->loss_sum = c->n_sum * (double)met[0] / per / clip * FL_SA_LOSS_SCALE;
+    c->acc_sum = c->n_sum * (double)met[1] / per / clip;
     if (!c->dp) {
         memcpy(mean, c->sa_out, numel * sizeof *mean);
         return 0;
@@ -1958,7 +1964,7 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
     c->chunk = fl_xmalloc_aligned(FL_CHUNK_MAX);
     c->secagg = strcmp(c->cfg.secagg, "on") == 0;
     if (c->secagg)
-        c->sa_out = fl_xmalloc_aligned((numel + 1) * sizeof(float));
+        c->sa_out = fl_xmalloc_aligned((numel + 1 + FL_SA_METRICS) * sizeof(float));
 
     c->ctx = zmq_ctx_new();
     if ((rc = fl_zap_start(c->ctx, s_zap_check, c, &c->zap)) != 0)

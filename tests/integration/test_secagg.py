@@ -281,7 +281,15 @@ class SecAggTest(covey.unittest.TestCase):
             self.assertEqual(sorted(r for r, o in failed if "restarted" in o), [2, 3], failed)
             hist = fed.status()["history"]
             self.assertEqual([h["round"] for h in hist], [1, 2, 3, 4])
+            # the training metrics are decoded from the secure sum: the mean is
+            # right, and no agent's own loss or accuracy reached the coordinator
             self.assertGreater(hist[-1]["train_accuracy"], 0.6, hist[-1])
+            self.assertLess(hist[-1]["train_loss"], 1.5, hist[-1])
+            self.assertLess(hist[-1]["train_loss"], hist[0]["train_loss"], hist)
+            self.assertEqual(fed.query("SELECT MAX(loss), MAX(acc) FROM round_agents "
+                                       "WHERE status = 'received'"), [(0.0, 0.0)])
+            self.assertRegex(fed.log("edge-0"), r'msg="masked update ready" round=4 samples=\d+ '
+                                                r'loss=0\.[0-9]+ accuracy=0\.[5-9]')
         finally:
             for p in fed.procs.values():
                 if p.poll() is None:
