@@ -1136,32 +1136,66 @@ s_sa_waiting(const coord_t *c, unsigned from, unsigned to)
     return n;
 }
 
-/* Send each member of U<stage> its records of `type` (from `get`); members of
- * U<from> left out of it are dropped from the attempt and told so. */
-static void
-s_sa_send_phase(coord_t *c, unsigned from, unsigned stage, fl_msg_type_t type,
-                int (*get)(fl_sa_server_t *, uint32_t, const uint8_t **, size_t *),
-                const char *left_out)
+/* The message a phase opens with: sent to the members of U<to> (the agents
+ * of U<to - 1> left out are dropped and told `left_out`), answered by
+ * joining U<done>. */
+typedef struct {
+    fl_msg_type_t type;
+    unsigned to, done;
+    int (*get)(fl_sa_server_t *, uint32_t, const uint8_t **, size_t *);
+    const char *left_out;
+} sa_phase_msg_t;
+
+/* The opening message of phase ph, or NULL (adv opens with "train", done
+ * and failed with none). */
+static const sa_phase_msg_t *
+s_sa_phase_msg(fl_sa_phase_t ph)
 {
-    size_t k = fl_sa_server_count(c->sa, 0);
+    static const sa_phase_msg_t keys = {FL_MSG_SA_KEYS, 1, 2, fl_sa_server_keys_for,
+                                        "secure aggregation: no keys advertised in time"};
+    static const sa_phase_msg_t mreq = {FL_MSG_SA_MREQ, 2, 3, fl_sa_server_mreq_for,
+                                        "secure aggregation: no shares sent in time"};
+    static const sa_phase_msg_t unmask = {FL_MSG_SA_UNMASK, 3, 5, fl_sa_server_unmask_for,
+                                          "secure aggregation: no masked input in time"};
+    switch (ph) {
+    case FL_SA_PH_SHR: return &keys;
+    case FL_SA_PH_MASKED: return &mreq;
+    case FL_SA_PH_UNMASK: return &unmask;
+    default: return NULL;
+    }
+}
+
+/* Send session s (index idx) the records of pm. */
+static void
+s_sa_send_records(coord_t *c, sess_t *s, uint32_t idx, const sa_phase_msg_t *pm)
+{
+    const uint8_t *recs;
+    size_t len;
     fl_msg_t m;
-    fl_msg_init(&m, type);
+    fl_msg_init(&m, pm->type);
     m.round = (uint64_t)c->round;
     m.attempt = (uint64_t)c->attempt;
-    for (size_t i = 0; i < k; i++) {
+    if (pm->get(c->sa, idx, &recs, &len) == 0 && len > 0)
+        s_send(c, s, &m, recs, len);
+    else
+        fl_error("secure aggregation: no records for an agent", "agent=%s type=%s reason=\"%s\"",
+                 s->name, fl_msg_type_name(pm->type), fl_errmsg());
+}
+
+/* The phase just opened: send its message to every member (see sa_phase_msg_t). */
+static void
+s_sa_send_phase(coord_t *c)
+{
+    const sa_phase_msg_t *pm = s_sa_phase_msg(fl_sa_server_phase(c->sa));
+    size_t k = fl_sa_server_count(c->sa, 0);
+    for (size_t i = 0; pm && i < k; i++) {
         sess_t *s = &c->sess[c->sa_sess[i]];
-        const uint8_t *recs;
-        size_t len;
-        if (fl_sa_server_member(c->sa, (uint32_t)i, stage)) {
-            if (get(c->sa, (uint32_t)i, &recs, &len) == 0 && len > 0)
-                s_send(c, s, &m, recs, len);
-            else
-                fl_error("secure aggregation: no records for an agent", "agent=%s type=%s "
-                         "reason=\"%s\"", s->name, fl_msg_type_name(type), fl_errmsg());
-        } else if (fl_sa_server_member(c->sa, (uint32_t)i, from) && s->role != R_DROPPED &&
+        if (fl_sa_server_member(c->sa, (uint32_t)i, pm->to)) {
+            s_sa_send_records(c, s, (uint32_t)i, pm);
+        } else if (fl_sa_server_member(c->sa, (uint32_t)i, pm->to - 1) && s->role != R_DROPPED &&
                    s->role != R_REJECTED) {
-            s_send_reason(c, s, FL_MSG_ABORT, left_out);
-            s_record_agent(c, s, "dropped", left_out);
+            s_send_reason(c, s, FL_MSG_ABORT, pm->left_out);
+            s_record_agent(c, s, "dropped", pm->left_out);
             s->role = R_DROPPED;
             c->dropped++;
         }
@@ -1196,8 +1230,7 @@ s_sa_progress(coord_t *c, int64_t now)
             s_sa_failed(c, "key advertisement");
             return;
         }
-        s_sa_send_phase(c, 0, 1, FL_MSG_SA_KEYS, fl_sa_server_keys_for,
-                        "secure aggregation: no keys advertised in time");
+        s_sa_send_phase(c);
         c->sa_deadline_ms = next;
         fl_info("secure aggregation: keys advertised", "round=%lld u1=%zu of=%zu",
                 (long long)c->round, fl_sa_server_count(c->sa, 1), fl_sa_server_count(c->sa, 0));
@@ -1209,8 +1242,7 @@ s_sa_progress(coord_t *c, int64_t now)
             s_sa_failed(c, "share exchange");
             return;
         }
-        s_sa_send_phase(c, 1, 2, FL_MSG_SA_MREQ, fl_sa_server_mreq_for,
-                        "secure aggregation: no shares sent in time");
+        s_sa_send_phase(c);
         fl_info("secure aggregation: shares routed", "round=%lld u2=%zu", (long long)c->round,
                 fl_sa_server_count(c->sa, 2));
         return;
@@ -1230,8 +1262,7 @@ s_sa_progress(coord_t *c, int64_t now)
             s_sa_failed(c, "masked input collection");
             return;
         }
-        s_sa_send_phase(c, 2, 3, FL_MSG_SA_UNMASK, fl_sa_server_unmask_for,
-                        "secure aggregation: no masked input in time");
+        s_sa_send_phase(c);
         c->sa_deadline_ms = next;
         fl_info("secure aggregation: unmasking", "round=%lld u3=%zu", (long long)c->round,
                 fl_sa_server_count(c->sa, 3));
@@ -1412,39 +1443,22 @@ s_on_fail(coord_t *c, sess_t *s, const fl_msg_t *m)
     }
 }
 
-/* After a reconnection: the phase message s may have missed, again. */
+/* After a reconnection: the phase message s may have missed, again, unless
+ * it has answered it (for sa.mreq, answering is its "ready": its role has
+ * moved on from selected before its input joins U3). */
 static void
 s_sa_resend(coord_t *c, sess_t *s)
 {
-    const uint8_t *recs;
-    size_t len;
-    fl_msg_t m;
-    int (*get)(fl_sa_server_t *, uint32_t, const uint8_t **, size_t *) = NULL;
     if (!c->sa || !s->sa_in || c->phase != PH_TRAIN)
         return;
-    fl_msg_init(&m, FL_MSG_NONE);
-    switch (fl_sa_server_phase(c->sa)) {
-    case FL_SA_PH_SHR:
-        if (fl_sa_server_member(c->sa, s->sa_idx, 1) && !fl_sa_server_member(c->sa, s->sa_idx, 2))
-            m.type = FL_MSG_SA_KEYS, get = fl_sa_server_keys_for;
-        break;
-    case FL_SA_PH_MASKED:
-        if (fl_sa_server_member(c->sa, s->sa_idx, 2) && s->role == R_SELECTED)
-            m.type = FL_MSG_SA_MREQ, get = fl_sa_server_mreq_for;
-        break;
-    case FL_SA_PH_UNMASK:
-        if (fl_sa_server_member(c->sa, s->sa_idx, 3) && !fl_sa_server_member(c->sa, s->sa_idx, 5))
-            m.type = FL_MSG_SA_UNMASK, get = fl_sa_server_unmask_for;
-        break;
-    default: break;
-    }
-    if (!get || get(c->sa, s->sa_idx, &recs, &len) != 0 || len == 0)
+    const sa_phase_msg_t *pm = s_sa_phase_msg(fl_sa_server_phase(c->sa));
+    if (!pm || !fl_sa_server_member(c->sa, s->sa_idx, pm->to) ||
+        fl_sa_server_member(c->sa, s->sa_idx, pm->done) ||
+        (pm->type == FL_MSG_SA_MREQ && s->role != R_SELECTED))
         return;
-    m.round = (uint64_t)c->round;
-    m.attempt = (uint64_t)c->attempt;
     fl_debug("secure aggregation: phase message sent again", "agent=%s type=%s", s->name,
-             fl_msg_type_name(m.type));
-    s_send(c, s, &m, recs, len);
+             fl_msg_type_name(pm->type));
+    s_sa_send_records(c, s, s->sa_idx, pm);
 }
 
 /* A secure-aggregation message from s: is s in the attempt in progress?

@@ -28,21 +28,6 @@
 #include "fl_shamir.h"
 #include "fl_util.h"
 
-static void
-s_be32_put(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t
-s_be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static fl_sa_setup_t
 s_setup(uint32_t n, uint32_t k, uint32_t t, bool full, unsigned bits, uint32_t levels,
         double clip, double wmax, uint64_t dim, uint64_t round)
@@ -695,11 +680,11 @@ test_server_refusals(void **state)
     memcpy(buf + L, buf, FL_SA_REC_SHR);
     assert_int_equal(fl_sa_server_on_shr(srv, A, buf, L + FL_SA_REC_SHR), FL_EPROTO);
     /* a wrong dst: a duplicate, a non-neighbour, itself, X (not in U1), out of range */
-    uint32_t dsts[] = {s_be32_get(buf + FL_SA_REC_SHR), far, A, X, 16};
+    uint32_t dsts[] = {fl_load_be32(buf + FL_SA_REC_SHR), far, A, X, 16};
     for (size_t i = 0; i < sizeof dsts / sizeof dsts[0]; i++) {
         uint8_t save[4];
         memcpy(save, buf, 4);
-        s_be32_put(buf, dsts[i]);
+        fl_store_be32(buf, dsts[i]);
         assert_int_equal(fl_sa_server_on_shr(srv, A, buf, L), FL_EPROTO);
         memcpy(buf, save, 4);
     }
@@ -772,7 +757,7 @@ test_server_refusals(void **state)
     memcpy(buf, sh, L);
     size_t dead_rec = SIZE_MAX;
     for (size_t i = 0; i < L / FL_SA_REC_SHARES; i++)
-        if (s_be32_get(buf + i * FL_SA_REC_SHARES) == D)
+        if (fl_load_be32(buf + i * FL_SA_REC_SHARES) == D)
             dead_rec = i;
     assert_true(dead_rec != SIZE_MAX);
     assert_int_equal(buf[dead_rec * FL_SA_REC_SHARES + 4], FL_SA_DEAD);
@@ -793,10 +778,10 @@ test_server_refusals(void **state)
     memcpy(save, buf + FL_SA_REC_SHARES, FL_SA_REC_SHARES);
     memcpy(buf + FL_SA_REC_SHARES, buf, FL_SA_REC_SHARES);
     assert_int_equal(fl_sa_server_on_shares(srv, F, buf, L), FL_EPROTO);
-    s_be32_put(buf + FL_SA_REC_SHARES, 16);
+    fl_store_be32(buf + FL_SA_REC_SHARES, 16);
     assert_int_equal(fl_sa_server_on_shares(srv, F, buf, L), FL_EPROTO);
     memcpy(buf + FL_SA_REC_SHARES, save, FL_SA_REC_SHARES);
-    s_be32_put(buf + FL_SA_REC_SHARES + 5 + 4 * 3, FL_SHAMIR_P);
+    fl_store_be32(buf + FL_SA_REC_SHARES + 5 + 4 * 3, FL_SHAMIR_P);
     assert_int_equal(fl_sa_server_on_shares(srv, F, buf, L), FL_EPROTO);
     assert_non_null(strstr(fl_errmsg(), "field"));
     memcpy(buf + FL_SA_REC_SHARES, save, FL_SA_REC_SHARES);
@@ -839,7 +824,7 @@ s_world_keys(const s_world_t *w, uint32_t u, uint8_t *buf)
     for (uint32_t p = 0; p < w->size; p++) {
         uint32_t v = fl_sagraph_at(w->g, u, p);
         uint8_t *r = buf + m++ * FL_SA_REC_KEYS;
-        s_be32_put(r, v);
+        fl_store_be32(r, v);
         memcpy(r + 4, fl_sa_client_cpk(w->cl[v]), 32);
         memcpy(r + 36, fl_sa_client_spk(w->cl[v]), 32);
     }
@@ -858,9 +843,9 @@ s_world_mreq(const s_world_t *w, uint32_t u, uint8_t *buf)
         const uint8_t *sv = w->shr + (size_t)v * w->size * FL_SA_REC_SHR;
         bool found = false;
         for (uint32_t i = 0; i + 1 < w->size; i++)
-            if (s_be32_get(sv + i * FL_SA_REC_SHR) == u) {
+            if (fl_load_be32(sv + i * FL_SA_REC_SHR) == u) {
                 uint8_t *r = buf + m++ * FL_SA_REC_MREQ;
-                s_be32_put(r, v);
+                fl_store_be32(r, v);
                 memcpy(r + 4, sv + i * FL_SA_REC_SHR + 4, FL_SA_ENVELOPE_LEN);
                 found = true;
             }
@@ -991,11 +976,11 @@ test_client_keys_refusals(void **state)
                 if (fl_sagraph_position(w.g, u, v) < 0)
                     far = v;
             assert_true(far != 0);
-            s_be32_put(buf + other * FL_SA_REC_KEYS, far);
+            fl_store_be32(buf + other * FL_SA_REC_KEYS, far);
             break;
         }
         case K_OUT_OF_RANGE:
-            s_be32_put(buf + other * FL_SA_REC_KEYS, 8);
+            fl_store_be32(buf + other * FL_SA_REC_KEYS, 8);
             break;
         case K_SAME_KEY: /* a peer's spk equal to another's cpk */
             memcpy(buf + other * FL_SA_REC_KEYS + 36, buf + other2 * FL_SA_REC_KEYS + 4, 32);
@@ -1025,7 +1010,7 @@ test_client_keys_refusals(void **state)
             assert_int_equal(rc, 0);
             assert_int_equal(olen, 4 * FL_SA_REC_SHR);
             for (size_t i = 0; i < 4; i++) {
-                uint32_t dst = s_be32_get(out + i * FL_SA_REC_SHR);
+                uint32_t dst = fl_load_be32(out + i * FL_SA_REC_SHR);
                 assert_true(dst != u && fl_sagraph_position(w.g, u, dst) >= 0);
             }
             /* a second sa.keys is out of order, and aborts */
@@ -1078,21 +1063,21 @@ test_client_mreq_refusals(void **state)
             for (uint32_t v = 0; v < s.n; v++)
                 if (fl_sagraph_position(w.g, u, v) < 0)
                     far = v;
-            s_be32_put(buf + FL_SA_REC_MREQ, far);
+            fl_store_be32(buf + FL_SA_REC_MREQ, far);
             break;
         }
         case M_SELF:
-            s_be32_put(buf + FL_SA_REC_MREQ, u);
+            fl_store_be32(buf + FL_SA_REC_MREQ, u);
             break;
         case M_DUP:
             memcpy(buf + FL_SA_REC_MREQ, buf, FL_SA_REC_MREQ);
             break;
         case M_WRONG_DST: { /* an envelope of peer v for another client w */
-            uint32_t v = s_be32_get(buf), other = u;
+            uint32_t v = fl_load_be32(buf), other = u;
             const uint8_t *sv = w.shr + (size_t)v * w.size * FL_SA_REC_SHR;
             for (uint32_t i = 0; i + 1 < w.size; i++)
-                if (s_be32_get(sv + i * FL_SA_REC_SHR) != u) {
-                    other = s_be32_get(sv + i * FL_SA_REC_SHR);
+                if (fl_load_be32(sv + i * FL_SA_REC_SHR) != u) {
+                    other = fl_load_be32(sv + i * FL_SA_REC_SHR);
                     memcpy(buf + 4, sv + i * FL_SA_REC_SHR + 4, FL_SA_ENVELOPE_LEN);
                     break;
                 }
@@ -1150,7 +1135,7 @@ test_client_unmask_refusals(void **state)
         size_t len = s_world_mreq(&w, u, mreq);
         uint32_t missing = UINT32_MAX;
         if (c == U_NOT_IN_U2) { /* one peer's envelope never came */
-            missing = s_be32_get(mreq + 3 * FL_SA_REC_MREQ);
+            missing = fl_load_be32(mreq + 3 * FL_SA_REC_MREQ);
             len -= FL_SA_REC_MREQ;
         }
         assert_int_equal(fl_sa_client_on_mreq(cl, mreq, len), 0);
@@ -1170,17 +1155,17 @@ test_client_unmask_refusals(void **state)
             uint32_t v = fl_sagraph_at(w.g, u, p);
             if (v == missing)
                 continue;
-            s_be32_put(um + m * FL_SA_REC_UNMASK, v);
+            fl_store_be32(um + m * FL_SA_REC_UNMASK, v);
             um[m * FL_SA_REC_UNMASK + 4] = FL_SA_ALIVE;
             m++;
         }
         size_t dead = m - 1;
-        if (s_be32_get(um + dead * FL_SA_REC_UNMASK) == u)
+        if (fl_load_be32(um + dead * FL_SA_REC_UNMASK) == u)
             dead--;
         um[dead * FL_SA_REC_UNMASK + 4] = FL_SA_DEAD;
         size_t ulen = m * FL_SA_REC_UNMASK;
         size_t self_rec = 0;
-        while (s_be32_get(um + self_rec * FL_SA_REC_UNMASK) != u)
+        while (fl_load_be32(um + self_rec * FL_SA_REC_UNMASK) != u)
             self_rec++;
         int want = FL_EPROTO;
         const uint8_t *out;
@@ -1204,7 +1189,7 @@ test_client_unmask_refusals(void **state)
             ulen -= FL_SA_REC_UNMASK; /* (if self was last, it is just cut off) */
             break;
         case U_NOT_IN_U2:
-            s_be32_put(um + ulen, missing);
+            fl_store_be32(um + ulen, missing);
             um[ulen + 4] = FL_SA_DEAD;
             ulen += FL_SA_REC_UNMASK;
             break;
@@ -1336,11 +1321,11 @@ s_forged(uint32_t h, uint32_t o, const uint32_t *drops, size_t ndrops, uint64_t 
         memcpy(copy, recs, len);
         if (u == h)
             for (size_t i = 0; i < len / FL_SA_REC_SHARES; i++)
-                if (s_be32_get(copy + i * FL_SA_REC_SHARES) == o) {
+                if (fl_load_be32(copy + i * FL_SA_REC_SHARES) == o) {
                     /* flip bit 1 of limb 4, or bit 31 if that left the field */
                     uint8_t *limb = copy + i * FL_SA_REC_SHARES + 5 + 4 * 4;
-                    uint32_t v = s_be32_get(limb) ^ 0x02u;
-                    s_be32_put(limb, v < FL_SHAMIR_P ? v : (v ^ 0x02u) ^ 0x80000000u);
+                    uint32_t v = fl_load_be32(limb) ^ 0x02u;
+                    fl_store_be32(limb, v < FL_SHAMIR_P ? v : (v ^ 0x02u) ^ 0x80000000u);
                     forged = true;
                 }
         assert_int_equal(fl_sa_server_on_shares(srv, u, copy, len), 0);
