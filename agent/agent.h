@@ -12,6 +12,7 @@ int agent_cmd_run(int argc, char **argv);   /* daemon.c */
 int agent_cmd_keygen(int argc, char **argv); /* daemon.c */
 
 int agent_cmd_enroll(int argc, char **argv); /* enroll.c */
+int agent_cmd_identity(int argc, char **argv); /* identity.c */
 
 /*
  * What `covey-agent enroll` writes to STATE/agent.ini, so that
@@ -24,6 +25,8 @@ typedef struct agent_state {
     char federation_id[65];
     char name[64];
     char key[4096];           /* path of this agent's key pair */
+    char identity_ca[65];     /* the operator's identity CA public key (hex), "" = none */
+    char identity_cert[4096]; /* path of this agent's identity certificate, "" = none */
     char data[1024], test_data[1024], partition[64];
     unsigned long long parts, index, seed;
 } agent_state_t;

@@ -5,7 +5,15 @@
  * token names) by presenting the token's one-time secret, and write
  * DIR/agent.ini so that `covey-agent run --state DIR` needs nothing else.
  * Also the reader of that file.
+ *
+ * The identity of secure aggregation against an active coordinator
+ * (fl_identity.h) is installed here too: --identity-ca at enrolment, and,
+ * once the CA has certified the identity key that `covey-agent identity`
+ * prints, `enroll --state DIR --identity-cert FILE` without a token adds the
+ * certificate to an enrolled agent. (It cannot come with the token: the key
+ * pair it certifies is made by the enrolment.)
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
@@ -20,6 +28,7 @@
 
 #include "agent.h"
 #include "fl_cli.h"
+#include "fl_identity.h"
 #include "fl_keys.h"
 #include "fl_log.h"
 #include "fl_net.h"
@@ -52,6 +61,8 @@ s_ini(void *user, const char *section, const char *name, const char *value)
         {"coordinator", "federation_id", st->federation_id, sizeof st->federation_id},
         {"agent", "name", st->name, sizeof st->name},
         {"agent", "key", st->key, sizeof st->key},
+        {"agent", "identity_ca", st->identity_ca, sizeof st->identity_ca},
+        {"agent", "identity_cert", st->identity_cert, sizeof st->identity_cert},
         {"data", "data", st->data, sizeof st->data},
         {"data", "test_data", st->test_data, sizeof st->test_data},
         {"data", "partition", st->partition, sizeof st->partition},
@@ -110,7 +121,7 @@ agent_state_load(const char *dir, agent_state_t *st)
 static int
 s_write_state(const char *dir, const agent_state_t *st)
 {
-    char path[PATH_MAX], buf[8192];
+    char path[PATH_MAX], buf[16384]; /* every field at its longest fits */
     int n = snprintf(buf, sizeof buf,
                      "; covey-agent configuration, written by 'covey-agent enroll'.\n"
                      "; 'covey-agent run --state %s' reads it; flags on the command line win.\n"
@@ -118,18 +129,111 @@ s_write_state(const char *dir, const agent_state_t *st)
                      "; the coordinator's agents endpoint and public keys (from the join token)\n"
                      "endpoint = %s\nserver_key = %s\nsigning_key = %s\nfederation_id = %s\n"
                      "\n[agent]\nname = %s\n; this agent's key pair (secret, mode 0600)\nkey = %s\n"
+                     "; secure aggregation against an active coordinator: the identity CA's\n"
+                     "; public key and this agent's certificate (see 'covey-agent identity\n"
+                     "; --help'); empty: none\nidentity_ca = %s\nidentity_cert = %s\n"
                      "\n[data]\n; training data: fashion-mnist, idx:IMAGES,LABELS or a .csv file\n"
                      "data = %s\n; held-out data for federated evaluation (empty: none, or "
                      "fashion-mnist's test split)\ntest_data = %s\n"
                      "; experiments only: use one part of the data (iid, dirichlet:A, shards:N)\n"
                      "partition = %s\nparts = %llu\nindex = %llu\nseed = %llu\n",
                      dir, st->endpoint, st->server_key, st->signing_key, st->federation_id,
-                     st->name, st->key, st->data, st->test_data, st->partition, st->parts,
-                     st->index, st->seed);
+                     st->name, st->key, st->identity_ca, st->identity_cert, st->data,
+                     st->test_data, st->partition, st->parts, st->index, st->seed);
     if (n < 0 || (size_t)n >= sizeof buf)
         return fl_fail(FL_ERANGE, "agent configuration too long");
+    /* inih reads lines of at most INI_MAX_LINE bytes and splits longer ones
+     * into lines it cannot parse: refuse to write a file it would misread. */
+    for (const char *line = buf; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (len + 2 > INI_MAX_LINE)
+            return fl_fail(FL_ERANGE, "agent configuration: '%.40s...' is too long for agent.ini "
+                                      "(a line holds at most %d characters; use a shorter path)",
+                           line, INI_MAX_LINE - 2);
+        line += len + (line[len] == '\n');
+    }
     snprintf(path, sizeof path, "%s/agent.ini", dir);
     return fl_write_file_atomic(path, buf, (size_t)n, 0600);
+}
+
+/* ----------------------------------------------------------- identity */
+
+/*
+ * Check the identity settings before any is written, and fill them in st:
+ * `ca` (64 hex digits or the CA's .pub file) must be a public signing key,
+ * written as hex; `cert` (NULL: none) must be a certificate file that this
+ * CA signed for this agent: its CURVE key is kp's and its identity key the
+ * one derived from kp's secret (the key 'covey-agent identity' printed).
+ * The certificate is recorded by its absolute path. Returns 0 or an FL_E*
+ * code with the reason; st is changed only on success.
+ */
+static int
+s_check_identity(agent_state_t *st, const char *ca, const char *cert, const fl_keypair_t *kp)
+{
+    uint8_t ca_pk[FL_SIGN_PK_LEN], c[FL_CERT_LEN], curve_pk[32];
+    char abs[PATH_MAX];
+    fl_identity_t *id = NULL;
+    int rc;
+
+    assert(!cert || kp);
+    if ((rc = fl_sign_pubkey_load(ca, ca_pk)) != 0)
+        return fl_fail(rc, "--identity-ca: %s", fl_errmsg());
+    if (cert) {
+        if ((rc = fl_cert_load(cert, c)) != 0)
+            return rc;
+        if (!realpath(cert, abs) || strpbrk(abs, "\r\n"))
+            return fl_fail(FL_EINVAL, "--identity-cert '%.80s': give the certificate's file", cert);
+        if ((rc = fl_cert_verify(ca_pk, c)) != 0)
+            return fl_fail(rc, "%s: %s", cert, fl_errmsg());
+        if ((rc = fl_identity_derive(fl_keypair_secret(kp), &id)) != 0)
+            return rc;
+        zmq_z85_decode(curve_pk, fl_keypair_public(kp)); /* checked when loaded */
+        bool mine = sodium_memcmp(FL_CERT_CURVE_PK(c), curve_pk, 32) == 0 &&
+                    sodium_memcmp(FL_CERT_ID_PK(c), fl_identity_public(id), 32) == 0;
+        fl_identity_destroy(&id);
+        if (!mine)
+            return fl_fail(FL_EINVAL,
+                           "%s certifies another agent's key, not this one (%s): have 'covey-agent "
+                           "identity --state DIR' certified",
+                           cert, fl_keypair_public(kp));
+    }
+    fl_sign_pubkey_hex(ca_pk, st->identity_ca);
+    if (cert)
+        snprintf(st->identity_cert, sizeof st->identity_cert, "%s", abs);
+    return 0;
+}
+
+/*
+ * `enroll --state DIR --identity-ca KEY --identity-cert FILE` without a
+ * token: install (or replace) the identity of an enrolled agent. Either
+ * option may be left out while agent.ini already holds it; whatever ends up
+ * there is checked as a whole. Returns the exit code.
+ */
+static int
+s_update_identity(const char *dir, const char *ca, const char *cert)
+{
+    agent_state_t st;
+    fl_keypair_t *kp = NULL;
+    char old_cert[sizeof st.identity_cert];
+    int rc;
+
+    if ((rc = agent_state_load(dir, &st)) != 0)
+        return fl_cli_fail(rc);
+    if (!ca && !st.identity_ca[0])
+        return fl_cli_error("--identity-ca KEY is required: %s/agent.ini names no identity CA",
+                            dir);
+    snprintf(old_cert, sizeof old_cert, "%s", st.identity_cert);
+    if (!cert && old_cert[0])
+        cert = old_cert;
+    if ((rc = fl_keypair_load(st.key, &kp)) == 0 &&
+        (rc = s_check_identity(&st, ca ? ca : st.identity_ca, cert, kp)) == 0)
+        rc = s_write_state(dir, &st);
+    fl_keypair_destroy(&kp);
+    if (rc != 0)
+        return fl_cli_fail(rc);
+    printf("identity CA %s%s%s written to %s/agent.ini\n", st.identity_ca,
+           st.identity_cert[0] ? " and certificate " : "", st.identity_cert, dir);
+    return 0;
 }
 
 /* ------------------------------------------------------------- enroll */
@@ -194,8 +298,11 @@ agent_cmd_enroll(int argc, char **argv)
         {"test-data", required_argument, NULL, 't'}, {"partition", required_argument, NULL, 'p'},
         {"parts", required_argument, NULL, 'P'},     {"index", required_argument, NULL, 'i'},
         {"seed", required_argument, NULL, 'S'},      {"help", no_argument, NULL, 'h'},
+        {"identity-ca", required_argument, NULL, 'C'},
+        {"identity-cert", required_argument, NULL, 'E'},
         {NULL, 0, NULL, 0}};
-    const char *dir = NULL;
+    const char *dir = NULL, *identity_ca = NULL, *identity_cert = NULL;
+    bool data_opts = false; /* an option that only a first enrolment takes */
     agent_state_t st;
     fl_token_t *t = NULL;
     fl_keypair_t *kp = NULL;
@@ -210,8 +317,11 @@ agent_cmd_enroll(int argc, char **argv)
     st.seed = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        data_opts |= c != 's' && c != 'C' && c != 'E' && c != 'h';
         switch (c) {
         case 's': dir = optarg; break;
+        case 'C': identity_ca = optarg; break;
+        case 'E': identity_cert = optarg; break;
         case 'd': snprintf(st.data, sizeof st.data, "%s", optarg); break;
         case 't': snprintf(st.test_data, sizeof st.test_data, "%s", optarg); break;
         case 'p': snprintf(st.partition, sizeof st.partition, "%s", optarg); break;
@@ -232,6 +342,9 @@ agent_cmd_enroll(int argc, char **argv)
             break;
         case 'h':
             printf("usage: covey-agent enroll TOKEN --state DIR [--data SRC] [--test-data SRC]\n"
+                   "                          [--identity-ca KEY]\n"
+                   "       covey-agent enroll --state DIR [--identity-ca KEY] "
+                   "[--identity-cert FILE]\n"
                    "\n"
                    "Join a federation with a one-time token from 'covey-coordinator token create'.\n"
                    "Makes this agent's key pair in DIR/agent.key (mode 0600; the secret key never\n"
@@ -239,15 +352,41 @@ agent_cmd_enroll(int argc, char **argv)
                    "enrollment endpoint, and writes DIR/agent.ini, so that afterwards\n"
                    "    covey-agent run --state DIR\n"
                    "needs no other flag. --data/--test-data/--partition/--parts/--index/--seed\n"
-                   "are stored there too (see 'covey-agent run --help').\n");
+                   "are stored there too (see 'covey-agent run --help').\n"
+                   "\n"
+                   "Secure aggregation against an active coordinator also needs this agent's\n"
+                   "identity certified by the operator's identity CA:\n"
+                   "  --identity-ca KEY     the CA's public key (64 hex digits or its .pub file)\n"
+                   "  --identity-cert FILE  this agent's certificate from 'covey-coordinator ca\n"
+                   "                        sign'; it must be issued by that CA for this agent's\n"
+                   "                        key, so it is added after enrolment, without TOKEN:\n"
+                   "    covey-agent enroll TOKEN --state DIR --identity-ca KEY\n"
+                   "    covey-agent identity --state DIR  (send its output to the CA operator)\n"
+                   "    covey-agent enroll --state DIR --identity-cert FILE\n"
+                   "Both are stored in DIR/agent.ini (identity_ca, identity_cert).\n");
             return 0;
         default: return fl_cli_error("unknown option (try --help)");
         }
     }
-    if (optind != argc - 1 || !dir)
-        return fl_cli_error("usage: covey-agent enroll TOKEN --state DIR (try --help)");
     if (sodium_init() < 0)
         return fl_cli_error("libsodium failed to initialise");
+    if (optind == argc && dir && (identity_ca || identity_cert)) {
+        if (data_opts)
+            return fl_cli_error("without TOKEN only --identity-ca and --identity-cert can be "
+                                "changed (edit %s/agent.ini for the rest)", dir);
+        return s_update_identity(dir, identity_ca, identity_cert);
+    }
+    if (optind != argc - 1 || !dir)
+        return fl_cli_error("usage: covey-agent enroll TOKEN --state DIR (try --help)");
+    if (identity_cert)
+        return fl_cli_error("--identity-cert cannot come with TOKEN: the certificate is for the "
+                            "key pair this enrolment makes. Enroll, run 'covey-agent identity "
+                            "--state %s', have it certified, then 'covey-agent enroll --state %s "
+                            "--identity-cert FILE'",
+                            dir, dir);
+    /* Checked before the token is spent. */
+    if (identity_ca && (rc = s_check_identity(&st, identity_ca, NULL, NULL)) != 0)
+        return fl_cli_fail(rc);
     if ((rc = fl_token_parse(argv[optind], &t)) != 0)
         return fl_cli_fail(rc);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -281,6 +420,11 @@ agent_cmd_enroll(int argc, char **argv)
     }
     printf("enrolled as '%s' in federation '%s'; start with: covey-agent run --state %s\n",
            st.name, reply.federation, dir);
+    if (st.identity_ca[0])
+        printf("identity CA %s recorded; to certify this agent's identity, run\n"
+               "    covey-agent identity --state %s\n"
+               "and add the certificate with: covey-agent enroll --state %s --identity-cert FILE\n",
+               st.identity_ca, dir, dir);
     exit_code = 0;
 out:
     fl_token_destroy(&t);

@@ -1,6 +1,7 @@
 /*
  * main.c — covey-agent: the edge program. Dispatches to its subcommands: the
- * federation daemon (run), key generation, and local training and evaluation.
+ * federation daemon (run), enrolment, key generation, the identity key of
+ * secure aggregation, and local training and evaluation.
  */
 #include "agent.h"
 #include "fl_cli.h"
@@ -10,6 +11,7 @@ static const fl_cli_cmd_t s_cmds[] = {
     {"run", agent_cmd_run, "run the agent daemon: join a federation and train when asked"},
     {"enroll", agent_cmd_enroll, "join a federation with a one-time token from the operator"},
     {"keygen", agent_cmd_keygen, "make this agent's CURVE key pair"},
+    {"identity", agent_cmd_identity, "print this agent's identity key for the identity CA to sign"},
     {"train", agent_cmd_train, "train a model on local data (no coordinator)"},
     {"eval", agent_cmd_eval, "evaluate a safetensors model on local data"},
 };

@@ -22,8 +22,9 @@ struct fl_signkey {
     uint8_t *sk; /* sodium_malloc(crypto_sign_SECRETKEYBYTES): seed || pk */
 };
 
-static const char s_secret_header[] = "# covey model-signing key (Ed25519) -- keep private\n";
-static const char s_public_header[] = "# covey model-signing public key (Ed25519)\n";
+/* The comment lines of the model-signing key files (fl_signkey_save). */
+static const char s_secret_label[] = "covey model-signing key (Ed25519) -- keep private";
+static const char s_public_label[] = "covey model-signing public key (Ed25519)";
 
 static_assert(crypto_sign_PUBLICKEYBYTES == FL_SIGN_PK_LEN, "public key size");
 static_assert(crypto_sign_BYTES == FL_SIGN_SIG_LEN, "signature size");
@@ -74,6 +75,14 @@ fl_signkey_public(const fl_signkey_t *k)
 }
 
 void
+fl_signkey_sign(const fl_signkey_t *k, const uint8_t *msg, size_t len,
+                uint8_t sig[FL_SIGN_SIG_LEN])
+{
+    assert(k && sig && (msg || len == 0));
+    crypto_sign_detached(sig, NULL, msg, len, k->sk);
+}
+
+void
 fl_sign_pubkey_hex(const uint8_t pk[FL_SIGN_PK_LEN], char out[2 * FL_SIGN_PK_LEN + 1])
 {
     sodium_bin2hex(out, 2 * FL_SIGN_PK_LEN + 1, pk, FL_SIGN_PK_LEN);
@@ -82,28 +91,39 @@ fl_sign_pubkey_hex(const uint8_t pk[FL_SIGN_PK_LEN], char out[2 * FL_SIGN_PK_LEN
 int
 fl_signkey_save(const fl_signkey_t *k, const char *path)
 {
-    enum { TEXT_MAX = 512 };
+    return fl_signkey_save_labelled(k, path, s_secret_label, s_public_label);
+}
+
+int
+fl_signkey_save_labelled(const fl_signkey_t *k, const char *path, const char *secret_label,
+                         const char *public_label)
+{
+    enum { TEXT_MAX = 512, LABEL_MAX = 200 };
     char pubpath[PATH_MAX], pubtext[TEXT_MAX], hex[2 * FL_SIGN_PK_LEN + 1];
     char *text = NULL;
     int rc, n;
 
-    if (!k || !path || !*path)
-        return fl_fail(FL_EINVAL, "fl_signkey_save: no key or no path");
+    if (!k || !path || !*path || !secret_label || !public_label)
+        return fl_fail(FL_EINVAL, "fl_signkey_save: no key, path or label");
+    /* A label is one comment line: a line break in it would start a line the
+     * loader does not know, and the file could not be read back. */
+    if (strnlen(secret_label, LABEL_MAX) >= LABEL_MAX || strchr(secret_label, '\n') ||
+        strnlen(public_label, LABEL_MAX) >= LABEL_MAX || strchr(public_label, '\n'))
+        return fl_fail(FL_EINVAL, "key file '%s': a label must be one line under %d characters",
+                       path, LABEL_MAX);
     if ((size_t)snprintf(pubpath, sizeof pubpath, "%s.pub", path) >= sizeof pubpath)
         return fl_fail(FL_EINVAL, "key file '%s': path too long", path);
     text = sodium_malloc(TEXT_MAX);
     if (!text)
         return fl_fail(FL_ENOMEM, "key file '%s': cannot allocate guarded memory", path);
     fl_sign_pubkey_hex(k->pk, hex);
-    size_t len = 0;
-    memcpy(text, s_secret_header, sizeof s_secret_header - 1);
-    len += sizeof s_secret_header - 1;
-    len += (size_t)snprintf(text + len, TEXT_MAX - len, "public = %s\nsecret = ", hex);
+    n = snprintf(text, TEXT_MAX, "# %s\npublic = %s\nsecret = ", secret_label, hex);
+    size_t len = (size_t)n;
     /* The first 32 bytes of libsodium's secret key are the seed. */
     sodium_bin2hex(text + len, TEXT_MAX - len, k->sk, crypto_sign_SEEDBYTES);
     len += 2 * crypto_sign_SEEDBYTES;
     text[len++] = '\n';
-    assert(len < TEXT_MAX);
+    assert(len < TEXT_MAX); /* labels are capped: 2 + 199 + 1 + 73 + 74 */
 
     /* The secret first: if it cannot be written, no .pub suggests it was. */
     rc = fl_secfile_write_new(path, text, len, 0600);
@@ -111,7 +131,8 @@ fl_signkey_save(const fl_signkey_t *k, const char *path)
     sodium_free(text);
     if (rc < 0)
         return rc;
-    n = snprintf(pubtext, sizeof pubtext, "%spublic = %s\n", s_public_header, hex);
+    n = snprintf(pubtext, sizeof pubtext, "# %s\npublic = %s\n", public_label, hex);
+    assert(n > 0 && (size_t)n < sizeof pubtext);
     rc = fl_write_file_atomic(pubpath, pubtext, (size_t)n, 0644);
     if (rc < 0) {
         /* Keep the promise: no new secret file without its public half. */

@@ -30,6 +30,9 @@
  *   <path>      "# covey model-signing key (Ed25519) -- keep private\n"
  *               "public = <64 hex>\nsecret = <64 hex seed>\n"
  *   <path>.pub  "# covey model-signing public key (Ed25519)\npublic = <64 hex>\n"
+ *
+ * fl_signkey_save_labelled() writes the same files with other comment lines
+ * (the identity CA key of fl_identity.h is one).
  */
 #ifndef FL_SIGN_H
 #define FL_SIGN_H
@@ -58,6 +61,15 @@ void fl_signkey_destroy(fl_signkey_t **self_p);
 /* The public key (32 bytes). Borrowed for the life of k. */
 const uint8_t *fl_signkey_public(const fl_signkey_t *k);
 
+/*
+ * Sign msg[0..len) with k: a detached 64-byte signature into sig. For
+ * statements other than models (fl_identity's certificates): the caller puts
+ * its own domain string first, so that no signature of one kind verifies as
+ * another. Can't fail.
+ */
+void fl_signkey_sign(const fl_signkey_t *k, const uint8_t *msg, size_t len,
+                     uint8_t sig[FL_SIGN_SIG_LEN]);
+
 /* Public key as 64 lowercase hex digits and a NUL. Can't fail. */
 void fl_sign_pubkey_hex(const uint8_t pk[FL_SIGN_PK_LEN], char out[2 * FL_SIGN_PK_LEN + 1]);
 
@@ -68,6 +80,17 @@ void fl_sign_pubkey_hex(const uint8_t pk[FL_SIGN_PK_LEN], char out[2 * FL_SIGN_P
  * file otherwise; no new secret file is left behind on failure.
  */
 int fl_signkey_save(const fl_signkey_t *k, const char *path) FL_MUST_CHECK;
+
+/*
+ * fl_signkey_save with other comment lines: `secret_label` and `public_label`
+ * become the first line ("# <label>") of the secret and the .pub file, so
+ * that a file says what it holds (fl_identity_ca_save names the identity CA
+ * this way). Each label is one line of under 200 characters (FL_EINVAL
+ * otherwise). fl_signkey_load / fl_sign_pubkey_load ignore comment lines, so
+ * they read these files like any other. Same results as fl_signkey_save.
+ */
+int fl_signkey_save_labelled(const fl_signkey_t *k, const char *path, const char *secret_label,
+                             const char *public_label) FL_MUST_CHECK;
 
 /*
  * Load a signing key file. *out (caller owns) untouched on failure:

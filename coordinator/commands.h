@@ -23,6 +23,7 @@ int coord_cmd_export(int argc, char **argv);
 int coord_cmd_token(int argc, char **argv);  /* seccmds.c */
 int coord_cmd_audit(int argc, char **argv);  /* seccmds.c */
 int coord_cmd_admins(int argc, char **argv); /* seccmds.c */
+int coord_cmd_ca(int argc, char **argv);     /* cacmds.c */
 
 /* Options most commands share: --state DIR, --json, --help, positional
  * arguments (parsed by hand: CURVE keys may begin with '-'; "--" ends the

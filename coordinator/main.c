@@ -1,6 +1,6 @@
 /*
  * main.c — covey-coordinator: dispatch to the daemon (run) and the operator
- * commands (init, status, agents, rounds, export).
+ * commands (init, status, agents, rounds, export, token, audit, admins, ca).
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -20,6 +20,7 @@ static const fl_cli_cmd_t s_cmds[] = {
     {"token", coord_cmd_token, "create, list or revoke one-time join tokens for agents"},
     {"audit", coord_cmd_audit, "the tamper-evident audit log: list, verify, head"},
     {"admins", coord_cmd_admins, "operator keys and roles: add, list, revoke"},
+    {"ca", coord_cmd_ca, "the identity CA of secure aggregation: init, sign, show (offline)"},
 };
 
 int
