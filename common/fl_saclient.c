@@ -3,8 +3,8 @@
  * round setup both ends share (see fl_saclient.h for the records and the
  * order of calls; SECAGG.md §1.4 for the protocol).
  *
- * Session id. fl_sa_setup_sid() hashes, with fl_sa_sid(nonce, bytes, 75),
- * these 75 canonical bytes (integers big-endian, doubles as their IEEE-754
+ * Session id. fl_sa_setup_sid() hashes, with fl_sa_sid(nonce, bytes, 76),
+ * these 76 canonical bytes (integers big-endian, doubles as their IEEE-754
  * binary64 bit pattern, big-endian; idx and nonce are not part of them):
  *
  *   offset  size  field
@@ -20,8 +20,9 @@
  *       51     8  clip      u64 (bits of the double)
  *       59     8  wmax      u64 (bits of the double)
  *       67     8  dim       u64
+ *       75     1  active    u8 (0 or 1)
  *
- * so sid = BLAKE2b-256("FLSA/v1/sid" || nonce(32) || those 75 bytes).
+ * so sid = BLAKE2b-256("FLSA/v1/sid" || nonce(32) || those 76 bytes).
  *
  * Positions. Everything per peer is kept in arrays indexed by the peer's
  * position in N(self) (0..k, self included), which is also the Shamir x - 1
@@ -35,6 +36,15 @@
  * done, the pairwise seeds as soon as the input is masked. The records
  * handed out (sa.shr, sa.shares) are in guarded memory too, wiped on the
  * next call.
+ *
+ * Active model. The identity (borrowed), the certificate and the CA public
+ * key come from fl_sa_client_set_identity, which also makes the R0
+ * signature. sa.keys then also yields each listed peer's identity key (from
+ * its certificate, verified under the CA), kept by position for R4. sa.chk
+ * yields the client's view of U3 by position and its R3 message, which every
+ * signature in sa.unmask must verify over: t of them mean that t neighbours
+ * (at most t - 1 of them corrupt, by the choice of t) saw the same U3, so no
+ * honest neighbour was told that a client dropped that this one reveals b of.
  */
 #include "fl_saclient.h"
 
@@ -48,7 +58,7 @@
 #include "fl_shamir.h"
 
 #define S_SID_LABEL "covey/sa-setup/v1"
-#define S_SID_BYTES (sizeof S_SID_LABEL - 1 + 8 + 8 + 4 + 4 + 4 + 1 + 1 + 4 + 8 + 8 + 8)
+#define S_SID_BYTES (sizeof S_SID_LABEL - 1 + 8 + 8 + 4 + 4 + 4 + 1 + 1 + 4 + 8 + 8 + 8 + 1)
 
 /* ---- setup ---- */
 
@@ -75,6 +85,14 @@ fl_sa_setup_check(const fl_sa_setup_t *s)
     if (s->t < 2 || s->t > s->k + 1)
         return fl_fail(FL_EINVAL, "sa setup: threshold t = %u outside 2..k + 1 = %u", s->t,
                        s->k + 1);
+    /* Against a lying coordinator a threshold of half a neighbourhood or less
+     * would let it split the neighbours into two groups that each reach t
+     * (SECAGG.md 1.3: the semi-malicious sizing always gives more). */
+    if (s->active && 2 * (uint64_t)s->t <= (uint64_t)s->k + 1)
+        return fl_fail(FL_EINVAL,
+                       "sa setup: the active-server model needs a threshold above half of each "
+                       "neighbourhood: t = %u, k + 1 = %u",
+                       s->t, s->k + 1);
     if (s->bits < 1 || s->bits > 32)
         return fl_fail(FL_EINVAL, "sa setup: bits = %u outside 1..32", s->bits);
     /* With weights, word 0 is a sum of n values <= levels too: same rule. */
@@ -126,6 +144,7 @@ fl_sa_setup_sid(const fl_sa_setup_t *s, uint8_t sid[FL_SA_SID_LEN])
     p = s_put_be(p, s_double_bits(s->clip), 8);
     p = s_put_be(p, s_double_bits(s->wmax), 8);
     p = s_put_be(p, s->dim, 8);
+    p = s_put_be(p, s->active ? 1 : 0, 1);
     assert(p == buf + sizeof buf);
     fl_sa_sid(s->nonce, buf, sizeof buf, sid);
 }
@@ -136,13 +155,70 @@ fl_sa_setup_words(const fl_sa_setup_t *s)
     return s->dim + (s->wmax > 0 ? 1 : 0);
 }
 
+size_t
+fl_sa_rec_keys_len(const fl_sa_setup_t *s)
+{
+    return s->active ? FL_SA_REC_KEYS_ACTIVE : FL_SA_REC_KEYS;
+}
+
+size_t
+fl_sa_rec_unmask_len(const fl_sa_setup_t *s)
+{
+    return s->active ? FL_SA_REC_UNMASK_ACTIVE : FL_SA_REC_UNMASK;
+}
+
+size_t
+fl_sa_chk_len(uint32_t n)
+{
+    return ((size_t)n + 7) / 8;
+}
+
+static_assert(FL_SA_REC_KEYS_ACTIVE == FL_SA_REC_KEYS + FL_SIGN_SIG_LEN + FL_CERT_LEN,
+              "active keys record");
+static_assert(FL_SA_REC_UNMASK_ACTIVE == FL_SA_REC_UNMASK + FL_SIGN_SIG_LEN,
+              "active unmask record");
+
+void
+fl_sa_r0_msg(const uint8_t sid[FL_SA_SID_LEN], uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+             const uint8_t spk[FL_SA_KEY_LEN], uint8_t msg[FL_SA_R0_MSG_LEN])
+{
+    uint8_t *p = msg;
+    memcpy(p, FL_SA_R0_LABEL, sizeof FL_SA_R0_LABEL - 1);
+    p += sizeof FL_SA_R0_LABEL - 1;
+    memcpy(p, sid, FL_SA_SID_LEN);
+    p += FL_SA_SID_LEN;
+    fl_store_be32(p, idx);
+    p += 4;
+    memcpy(p, cpk, FL_SA_KEY_LEN);
+    p += FL_SA_KEY_LEN;
+    memcpy(p, spk, FL_SA_KEY_LEN);
+    p += FL_SA_KEY_LEN;
+    assert(p == msg + FL_SA_R0_MSG_LEN);
+}
+
+void
+fl_sa_r3_msg(const uint8_t sid[FL_SA_SID_LEN], const uint8_t *bitmap, size_t len,
+             uint8_t msg[FL_SA_R3_MSG_LEN])
+{
+    uint8_t *p = msg;
+    memcpy(p, FL_SA_R3_LABEL, sizeof FL_SA_R3_LABEL - 1);
+    p += sizeof FL_SA_R3_LABEL - 1;
+    memcpy(p, sid, FL_SA_SID_LEN);
+    p += FL_SA_SID_LEN;
+    crypto_generichash(p, 32, bitmap, len, NULL, 0);
+    p += 32;
+    assert(p == msg + FL_SA_R3_MSG_LEN);
+}
+
 /* ---- the client ---- */
 
 typedef enum {
     S_WANT_KEYS = 0, /* made; waits for sa.keys */
     S_WANT_MREQ,     /* shares sent; waits for sa.mreq */
     S_WANT_MASK,     /* U2 known; waits for the input */
-    S_WANT_UNMASK,   /* input masked; answers sa.unmask (maybe more than once) */
+    S_WANT_CHK,      /* active: input masked; waits for sa.chk */
+    S_WANT_UNMASK,   /* input masked (active: U3 signed); answers sa.unmask (maybe more
+                        than once) */
     S_ABORTED
 } s_state_t;
 
@@ -165,6 +241,15 @@ struct fl_sa_client {
     uint8_t *seen;   /* [size]: scratch for one call */
     fl_sa_peer_state_t *reveal; /* [size] */
     uint8_t *out;               /* sodium_malloc: the last records handed out */
+
+    /* active model */
+    const fl_identity_t *id; /* borrowed; NULL until set_identity */
+    uint8_t cert[FL_CERT_LEN];
+    uint8_t ca_pk[FL_SIGN_PK_LEN];
+    uint8_t sig0[FL_SIGN_SIG_LEN];  /* this client's R0 signature */
+    uint8_t *idpk;                  /* [size][32]: identity key of each listed peer */
+    uint8_t *inu3;                  /* [size]: in the U3 this client signed */
+    uint8_t r3msg[FL_SA_R3_MSG_LEN]; /* the R3 message this client signed */
 };
 
 /* Drop the previous output records and make room for len bytes (guarded). */
@@ -196,8 +281,8 @@ s_abort(fl_sa_client_t *self, int rc)
 static int
 s_wrong_state(fl_sa_client_t *self, const char *call)
 {
-    static const char *const want[] = {"sa.keys", "sa.mreq", "the masked input", "sa.unmask",
-                                       "nothing (aborted)"};
+    static const char *const want[] = {"sa.keys",   "sa.mreq", "the masked input",
+                                       "sa.chk",    "sa.unmask", "nothing (aborted)"};
     int rc = fl_fail(FL_ESTATE, "sa client %u: %s out of order (waiting for %s)",
                      self->setup.idx, call, want[self->state]);
     return self->state == S_ABORTED ? rc : s_abort(self, rc);
@@ -245,6 +330,10 @@ fl_sa_client_new(const fl_sa_setup_t *s, fl_sa_client_t **out)
     self->inu2 = fl_xcalloc(self->size, 1);
     self->seen = fl_xcalloc(self->size, 1);
     self->reveal = fl_xcalloc(self->size, sizeof *self->reveal);
+    if (s->active) {
+        self->idpk = fl_xcalloc(self->size, FL_SIGN_PK_LEN);
+        self->inu3 = fl_xcalloc(self->size, 1);
+    }
     self->state = S_WANT_KEYS;
     *out = self;
     return 0;
@@ -270,6 +359,8 @@ fl_sa_client_destroy(fl_sa_client_t **self_p)
     free(self->inu2);
     free(self->seen);
     free(self->reveal);
+    free(self->idpk);
+    free(self->inu3);
     free(self);
     *self_p = NULL;
 }
@@ -298,6 +389,45 @@ fl_sa_client_aborted(const fl_sa_client_t *self)
     return self->state == S_ABORTED;
 }
 
+/* ---- active model: the identity ---- */
+
+int
+fl_sa_client_set_identity(fl_sa_client_t *self, const fl_identity_t *id,
+                          const uint8_t cert[FL_CERT_LEN], const uint8_t ca_pk[FL_SIGN_PK_LEN])
+{
+    const fl_sa_setup_t *s = &self->setup;
+    if (!s->active)
+        return fl_fail(FL_ESTATE, "sa client %u: an identity is for active rounds only", s->idx);
+    if (self->state != S_WANT_KEYS)
+        return fl_fail(FL_ESTATE, "sa client %u: the identity must be set before sa.keys",
+                       s->idx);
+    if (fl_cert_verify(ca_pk, cert) < 0)
+        return fl_fail(FL_ECRYPTO, "sa client %u: its own certificate: %s", s->idx, fl_errmsg());
+    if (memcmp(FL_CERT_ID_PK(cert), fl_identity_public(id), FL_SIGN_PK_LEN) != 0)
+        return fl_fail(FL_EINVAL,
+                       "sa client %u: the certificate is for another identity key than the "
+                       "agent's",
+                       s->idx);
+    self->id = id;
+    memcpy(self->cert, cert, FL_CERT_LEN);
+    memcpy(self->ca_pk, ca_pk, FL_SIGN_PK_LEN);
+    uint8_t msg[FL_SA_R0_MSG_LEN];
+    fl_sa_r0_msg(self->sid, s->idx, fl_sa_client_cpk(self), fl_sa_client_spk(self), msg);
+    fl_identity_sign(id, msg, sizeof msg, self->sig0);
+    return 0;
+}
+
+int
+fl_sa_client_adv_sig(fl_sa_client_t *self, uint8_t sig[FL_SIGN_SIG_LEN])
+{
+    if (!self->setup.active || !self->id)
+        return fl_fail(FL_ESTATE, "sa client %u: %s", self->setup.idx,
+                       self->setup.active ? "no identity set (fl_sa_client_set_identity)"
+                                          : "no R0 signature in a semi-honest round");
+    memcpy(sig, self->sig0, FL_SIGN_SIG_LEN);
+    return 0;
+}
+
 /* ---- R1: sa.keys -> sa.shr ---- */
 
 /* A public key with the client (position) and role it was listed for. */
@@ -313,8 +443,19 @@ s_cmp_key_ref(const void *a, const void *b)
     return memcmp(((const s_key_ref_t *)a)->key, ((const s_key_ref_t *)b)->key, FL_SA_KEY_LEN);
 }
 
-/* Check that the 2 cnt keys of the listed clients are pairwise distinct
- * (sorted, so O(cnt log cnt) even for a full graph of thousands). */
+/* Sort refs[0..m) by key and return the first of two equal keys (the other
+ * follows it), or NULL: O(m log m) even for a full graph of thousands. */
+static const s_key_ref_t *
+s_find_dup(s_key_ref_t *refs, size_t m)
+{
+    qsort(refs, m, sizeof *refs, s_cmp_key_ref);
+    for (size_t i = 1; i < m; i++)
+        if (memcmp(refs[i - 1].key, refs[i].key, FL_SA_KEY_LEN) == 0)
+            return &refs[i - 1];
+    return NULL;
+}
+
+/* Check that the 2 cnt keys of the listed clients are pairwise distinct. */
 static int
 s_check_distinct(const fl_sa_client_t *self, size_t cnt)
 {
@@ -332,16 +473,78 @@ s_check_distinct(const fl_sa_client_t *self, size_t cnt)
         }
     }
     assert(m == 2 * cnt);
-    qsort(refs, m, sizeof *refs, s_cmp_key_ref);
+    const s_key_ref_t *d = s_find_dup(refs, m);
     int rc = 0;
-    for (size_t i = 1; i < m; i++)
-        if (memcmp(refs[i - 1].key, refs[i].key, FL_SA_KEY_LEN) == 0) {
-            rc = fl_fail(FL_EPROTO, "sa.keys: the %s of client %u equals the %s of client %u",
-                         refs[i - 1].role, refs[i - 1].idx, refs[i].role, refs[i].idx);
-            break;
-        }
+    if (d)
+        rc = fl_fail(FL_EPROTO, "sa.keys: the %s of client %u equals the %s of client %u",
+                     d[0].role, d[0].idx, d[1].role, d[1].idx);
     free(refs);
     return rc;
+}
+
+/* Active model: no identity key and no certified CURVE key is listed twice
+ * (with one agent under two idx the server could make up most of a
+ * neighbourhood from one real agent's keys). recs holds cnt active records. */
+static int
+s_check_identities(const uint8_t *recs, size_t cnt)
+{
+    static const struct {
+        size_t off;
+        const char *role;
+    } field[2] = {
+        {FL_SA_REC_KEYS + FL_SIGN_SIG_LEN + 32, "identity key"}, /* FL_CERT_ID_PK */
+        {FL_SA_REC_KEYS + FL_SIGN_SIG_LEN + 0, "certified CURVE key"}, /* FL_CERT_CURVE_PK */
+    };
+    s_key_ref_t *refs = fl_xmalloc(cnt * sizeof *refs);
+    int rc = 0;
+    for (int f = 0; f < 2 && rc == 0; f++) {
+        for (size_t i = 0; i < cnt; i++) {
+            const uint8_t *r = recs + i * FL_SA_REC_KEYS_ACTIVE;
+            memcpy(refs[i].key, r + field[f].off, FL_SA_KEY_LEN);
+            refs[i].idx = fl_load_be32(r);
+            refs[i].role = field[f].role;
+        }
+        const s_key_ref_t *d = s_find_dup(refs, cnt);
+        if (d)
+            rc = fl_fail(FL_EPROTO,
+                         "sa.keys: one identity appears twice: clients %u and %u have the same "
+                         "%s (a Sybil)",
+                         d[0].idx, d[1].idx, d[0].role);
+    }
+    free(refs);
+    return rc;
+}
+
+/* Active model: record i of sa.keys, for client v at position pos: its
+ * certificate must verify under the CA and its R0 signature under the
+ * certified identity key (self's: be exactly its own). Keeps the key. */
+static int
+s_check_signed_keys(fl_sa_client_t *self, const uint8_t *r, size_t i, uint32_t v, int64_t pos)
+{
+    const uint8_t *sig = r + FL_SA_REC_KEYS, *cert = sig + FL_SIGN_SIG_LEN;
+    if (v == self->setup.idx) {
+        if (memcmp(cert, self->cert, FL_CERT_LEN) != 0 ||
+            memcmp(sig, self->sig0, FL_SIGN_SIG_LEN) != 0)
+            return fl_fail(FL_EPROTO,
+                           "sa.keys: record %zu gives this client (%u) a certificate or R0 "
+                           "signature other than its own",
+                           i, v);
+    } else {
+        if (fl_cert_verify(self->ca_pk, cert) < 0)
+            return fl_fail(FL_ECRYPTO,
+                           "sa.keys: record %zu: client %u is not certified by the identity CA "
+                           "(%s)",
+                           i, v, fl_errmsg());
+        uint8_t msg[FL_SA_R0_MSG_LEN];
+        fl_sa_r0_msg(self->sid, v, r + 4, r + 4 + FL_SA_KEY_LEN, msg);
+        if (fl_identity_verify(FL_CERT_ID_PK(cert), msg, sizeof msg, sig) < 0)
+            return fl_fail(FL_ECRYPTO,
+                           "sa.keys: record %zu: the R0 signature of client %u does not verify "
+                           "under its certified identity key (keys substituted?)",
+                           i, v);
+    }
+    memcpy(self->idpk + (size_t)pos * FL_SIGN_PK_LEN, FL_CERT_ID_PK(cert), FL_SIGN_PK_LEN);
+    return 0;
 }
 
 /* Parse and check the sa.keys records into listed/pks; returns the count. */
@@ -349,10 +552,11 @@ static int
 s_parse_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len, size_t *cnt_p)
 {
     const fl_sa_setup_t *s = &self->setup;
-    if (len % FL_SA_REC_KEYS != 0)
-        return fl_fail(FL_EPROTO, "sa.keys: %zu bytes is not a whole number of %d-byte records",
-                       len, FL_SA_REC_KEYS);
-    size_t cnt = len / FL_SA_REC_KEYS;
+    size_t rl = fl_sa_rec_keys_len(s);
+    if (len % rl != 0)
+        return fl_fail(FL_EPROTO, "sa.keys: %zu bytes is not a whole number of %zu-byte records",
+                       len, rl);
+    size_t cnt = len / rl;
     if (cnt > self->size)
         return fl_fail(FL_EPROTO,
                        "sa.keys: %zu records, but client %u has only %u neighbours (itself "
@@ -360,7 +564,7 @@ s_parse_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len, size_t *cnt_
                        cnt, s->idx, self->size);
     memset(self->listed, 0, self->size);
     for (size_t i = 0; i < cnt; i++) {
-        const uint8_t *r = recs + i * FL_SA_REC_KEYS;
+        const uint8_t *r = recs + i * rl;
         uint32_t v = fl_load_be32(r);
         if (v >= s->n)
             return fl_fail(FL_EPROTO, "sa.keys: record %zu lists client %u, but the round has %u",
@@ -379,12 +583,19 @@ s_parse_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len, size_t *cnt_
             return fl_fail(FL_EPROTO,
                            "sa.keys: record %zu gives this client (%u) keys other than its own",
                            i, v);
+        if (s->active) {
+            int rc = s_check_signed_keys(self, r, i, v, pos);
+            if (rc < 0)
+                return rc;
+        }
         self->listed[pos] = 1;
         memcpy(self->pks + (size_t)pos * 2 * FL_SA_KEY_LEN, r + 4, 2 * FL_SA_KEY_LEN);
     }
     if (!self->listed[self->self_pos])
         return fl_fail(FL_EPROTO, "sa.keys: this client (%u) is not listed", s->idx);
     int rc = s_check_distinct(self, cnt);
+    if (rc == 0 && s->active)
+        rc = s_check_identities(recs, cnt);
     if (rc < 0)
         return rc;
     if (cnt < s->t)
@@ -403,6 +614,11 @@ fl_sa_client_on_keys(fl_sa_client_t *self, const uint8_t *recs, size_t len,
     if (self->state != S_WANT_KEYS)
         return s_wrong_state(self, "sa.keys");
     const fl_sa_setup_t *s = &self->setup;
+    if (s->active && !self->id)
+        return s_abort(self, fl_fail(FL_ESTATE,
+                                     "sa client %u: sa.keys in an active round before "
+                                     "fl_sa_client_set_identity",
+                                     s->idx));
     size_t cnt = 0;
     int rc = s_parse_keys(self, recs, len, &cnt);
     if (rc < 0)
@@ -592,7 +808,7 @@ fl_sa_client_mask(fl_sa_client_t *self, const float *x, double weight, fl_sa_ran
         goto out;
     /* The pairwise seeds are not needed any more. */
     sodium_memzero(self->pair, (size_t)self->size * FL_SA_SEED_LEN);
-    self->state = S_WANT_UNMASK;
+    self->state = s->active ? S_WANT_CHK : S_WANT_UNMASK;
 out:
     if (rc < 0)
         sodium_memzero(y, words * sizeof *y); /* never leave the bare encoding behind */
@@ -601,7 +817,106 @@ out:
     return rc;
 }
 
+/* ---- R3: sa.chk -> sa.sig (active model) ---- */
+
+int
+fl_sa_client_on_chk(fl_sa_client_t *self, const uint8_t *bitmap, size_t len,
+                    uint8_t sig[FL_SIGN_SIG_LEN])
+{
+    const fl_sa_setup_t *s = &self->setup;
+    if (!s->active && self->state != S_ABORTED)
+        return s_abort(self, fl_fail(FL_ESTATE, "sa client %u: sa.chk in a semi-honest round",
+                                     s->idx));
+    if (self->state != S_WANT_CHK)
+        return s_wrong_state(self, "sa.chk");
+    size_t want = fl_sa_chk_len(s->n);
+    if (len != want)
+        return s_abort(self, fl_fail(FL_EPROTO,
+                                     "sa.chk: a U3 bitmap of %zu bytes, want %zu for %u clients",
+                                     len, want, s->n));
+    if (s->n % 8 != 0 && (bitmap[len - 1] >> (s->n % 8)) != 0)
+        return s_abort(self, fl_fail(FL_EPROTO,
+                                     "sa.chk: the U3 bitmap sets bits beyond client %u", s->n - 1));
+    uint32_t in3 = 0;
+    for (uint32_t p = 0; p < self->size; p++) {
+        uint32_t v = self->nbrs[p];
+        self->inu3[p] = (uint8_t)(bitmap[v / 8] >> (v % 8) & 1);
+        if (self->inu3[p] && !self->inu2[p])
+            return s_abort(self, fl_fail(FL_EPROTO,
+                                         "sa.chk: client %u is in U3, but it sent this client "
+                                         "(%u) no shares, so this client did not mask with it",
+                                         v, s->idx));
+        in3 += self->inu3[p];
+    }
+    if (!self->inu3[self->self_pos])
+        return s_abort(self, fl_fail(FL_EPROTO, "sa.chk: this client (%u) is not in U3", s->idx));
+    if (in3 < s->t)
+        return s_abort(self, fl_fail(FL_ERANGE,
+                                     "sa.chk: %u neighbours of client %u (itself included) are in "
+                                     "U3, fewer than the threshold %u",
+                                     in3, s->idx, s->t));
+    fl_sa_r3_msg(self->sid, bitmap, len, self->r3msg);
+    fl_identity_sign(self->id, self->r3msg, sizeof self->r3msg, sig);
+    self->state = S_WANT_UNMASK;
+    return 0;
+}
+
 /* ---- R4: sa.unmask -> sa.shares ---- */
+
+/*
+ * Active model: the checks of sa.unmask beyond the semi-honest ones, on
+ * records already known to name distinct members of this client's U2 view
+ * (seen[pos] = 1 + status): every member is listed, alive exactly when it is
+ * in the U3 this client signed; signatures only on alive records, each
+ * valid over this client's R3 message; at least t of them.
+ */
+static int
+s_check_unmask_signed(fl_sa_client_t *self, const uint8_t *recs, size_t cnt)
+{
+    const fl_sa_setup_t *s = &self->setup;
+    static const uint8_t zero[FL_SIGN_SIG_LEN];
+    for (uint32_t p = 0; p < self->size; p++) {
+        if (!self->inu2[p])
+            continue;
+        if (!self->seen[p])
+            return fl_fail(FL_EPROTO,
+                           "sa.unmask: client %u, in this client's U2, is listed neither alive "
+                           "nor dead",
+                           self->nbrs[p]);
+        bool alive = self->seen[p] == 1 + FL_SA_ALIVE;
+        if (alive != (self->inu3[p] != 0))
+            return fl_fail(FL_EPROTO,
+                           "sa.unmask: client %u is listed %s, but the U3 this client signed "
+                           "has it %s",
+                           self->nbrs[p], alive ? "alive" : "dead",
+                           alive ? "out (dropped)" : "in (alive)");
+    }
+    size_t valid = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        const uint8_t *r = recs + i * FL_SA_REC_UNMASK_ACTIVE;
+        const uint8_t *sig = r + FL_SA_REC_UNMASK;
+        uint32_t v = fl_load_be32(r);
+        if (sodium_memcmp(sig, zero, sizeof zero) == 0)
+            continue;
+        if (r[4] != FL_SA_ALIVE)
+            return fl_fail(FL_EPROTO,
+                           "sa.unmask: record %zu carries a signature for dead client %u", i, v);
+        uint32_t pos = (uint32_t)fl_sagraph_position(self->graph, s->idx, v);
+        if (fl_identity_verify(self->idpk + (size_t)pos * FL_SIGN_PK_LEN, self->r3msg,
+                               sizeof self->r3msg, sig) < 0)
+            return fl_fail(FL_ECRYPTO,
+                           "sa.unmask: record %zu: client %u's signature is not over the U3 "
+                           "this client signed (a split view?)",
+                           i, v);
+        valid++;
+    }
+    if (valid < s->t)
+        return fl_fail(FL_ERANGE,
+                       "sa.unmask: %zu neighbours signed the U3 this client signed, fewer than "
+                       "the threshold %u",
+                       valid, s->t);
+    return 0;
+}
 
 int
 fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
@@ -610,12 +925,13 @@ fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
     if (self->state != S_WANT_UNMASK)
         return s_wrong_state(self, "sa.unmask");
     const fl_sa_setup_t *s = &self->setup;
-    if (len % FL_SA_REC_UNMASK != 0)
+    size_t rl = fl_sa_rec_unmask_len(s);
+    if (len % rl != 0)
         return s_abort(self,
                        fl_fail(FL_EPROTO,
-                               "sa.unmask: %zu bytes is not a whole number of %d-byte records",
-                               len, FL_SA_REC_UNMASK));
-    size_t cnt = len / FL_SA_REC_UNMASK;
+                               "sa.unmask: %zu bytes is not a whole number of %zu-byte records",
+                               len, rl));
+    size_t cnt = len / rl;
     if (cnt > self->size)
         return s_abort(self, fl_fail(FL_EPROTO,
                                      "sa.unmask: %zu records, but client %u has only %u "
@@ -626,7 +942,7 @@ fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
     memset(self->seen, 0, self->size);
     size_t alive = 0;
     for (size_t i = 0; i < cnt; i++) {
-        const uint8_t *r = recs + i * FL_SA_REC_UNMASK;
+        const uint8_t *r = recs + i * rl;
         uint32_t v = fl_load_be32(r);
         uint8_t st = r[4];
         int64_t pos = v < s->n ? fl_sagraph_position(self->graph, s->idx, v) : -1;
@@ -674,12 +990,15 @@ fl_sa_client_on_unmask(fl_sa_client_t *self, const uint8_t *recs, size_t len,
                                      "sa.unmask: %zu clients listed alive, fewer than the "
                                      "threshold %u",
                                      alive, s->t));
+    int rc = s->active ? s_check_unmask_signed(self, recs, cnt) : 0;
+    if (rc < 0)
+        return s_abort(self, rc);
 
-    int rc = s_out_alloc(self, cnt * FL_SA_REC_SHARES);
+    rc = s_out_alloc(self, cnt * FL_SA_REC_SHARES);
     if (rc < 0)
         return s_abort(self, rc);
     for (size_t i = 0; i < cnt; i++) {
-        const uint8_t *r = recs + i * FL_SA_REC_UNMASK;
+        const uint8_t *r = recs + i * rl;
         uint32_t v = fl_load_be32(r);
         bool dead = r[4] == FL_SA_DEAD;
         uint32_t pos = (uint32_t)fl_sagraph_position(self->graph, s->idx, v);

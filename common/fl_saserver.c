@@ -12,6 +12,18 @@
  * low-order keys are refused at sa.adv too (with one, every neighbour's key
  * agreement fails and, as the client must, it aborts).
  *
+ * Active model. set_ca gives the identity CA's public key; each sa.adv then
+ * carries an R0 signature and a certificate, both checked before anything
+ * is kept (a client that the server forwards a bad one for would abort, so
+ * refusing it here keeps the round alive for the honest ones). The
+ * certificate's identity key and CURVE key go into the same key set as the
+ * round keys (roles 2 and 3), so an identity reused under a second idx is
+ * found in O(1). close_masked freezes U3 and moves to CHK; sa.sig adds a
+ * member of U3 whose signature over the R3 message verifies to U4, and
+ * close_chk computes what must be reconstructed with U4 as the holders (U3
+ * members outside U4 still have their input in the sum, so their b is
+ * rebuilt from U4's shares). Only U4 is asked to unmask.
+ *
  * Unmasking (finish). Every secret is reconstructed from the first t shares
  * in position order; when more than t holders answered, every further share
  * is checked to lie on the same polynomial (Lagrange evaluation at its x),
@@ -19,10 +31,10 @@
  * and a silently wrong sum. With t + 2 or more shares a single bad one is
  * also found (leave one out: only without it do the rest agree), discarded,
  * and its holder reported (fl_sa_server_excluded), so one malicious holder
- * cannot make the round fail; otherwise the inconsistency is FL_ECRYPTO. With exactly t shares no such check
- * is possible (any t points fit a polynomial of degree t - 1): a forged s_sk
- * share is still caught because the rebuilt public key must equal the one
- * advertised; a forged b share is caught only by the decoder's range check
+ * cannot make the round fail; otherwise the inconsistency is FL_ECRYPTO.
+ * With exactly t shares no such check is possible (any t points fit a
+ * polynomial of degree t - 1): a forged s_sk share is still caught because
+ * the rebuilt public key must equal the one advertised; a forged b share is caught only by the decoder's range check
  * (FL_ERANGE), which a random mask fails with overwhelming probability for
  * any but the smallest inputs. Then, with one mask list:
  *   - for u in U3: -PRG(self seed of b_u);
@@ -46,6 +58,11 @@
 #define S_F_U2 2u /* sent its shares */
 #define S_F_U3 4u /* committed its masked input */
 #define S_F_U5 8u /* sent its unmasking shares */
+#define S_F_U4 16u /* active: signed U3 (R3) */
+
+/* Roles of the keys in the key set: the round keys, and in the active model
+ * the certified identity and CURVE keys. */
+enum { S_R_CPK = 0, S_R_SPK, S_R_IDPK, S_R_CURVE, S_ROLES };
 
 /* What has to be reconstructed of an owner after close_masked. */
 enum { S_NEED_NONE = 0, S_NEED_B = 1, S_NEED_SK = 2 };
@@ -63,7 +80,7 @@ struct fl_sa_server {
     uint8_t *flags;   /* [n] S_F_* */
     size_t count[6];  /* |U0| .. |U5| */
     uint8_t *pks;     /* [n][64]: cpk | spk */
-    uint32_t *ktab;   /* open-addressing set of advertised keys: 1 + 2 idx + role, 0 empty */
+    uint32_t *ktab;   /* open-addressing set of advertised keys: 1 + 4 idx + role, 0 empty */
     size_t kmask;     /* table size - 1 (a power of two) */
     uint8_t hkey[crypto_shorthash_KEYBYTES];
     uint8_t probe[crypto_scalarmult_SCALARBYTES]; /* random scalar for the low-order check */
@@ -83,6 +100,15 @@ struct fl_sa_server {
     bool open;
     uint32_t open_idx;
     uint64_t recv;    /* words of the open input received */
+
+    /* active model */
+    bool active, has_ca;
+    uint8_t ca_pk[FL_SIGN_PK_LEN];
+    uint8_t *certs;   /* [n][128] certificate of each advertiser */
+    uint8_t *sig0;    /* [n][64] R0 signature of each advertiser */
+    uint8_t *sig3;    /* [n][64] R3 signature of each member of U4 */
+    uint8_t *u3map;   /* [ceil(n/8)] the U3 bitmap (sa.chk), from close_masked */
+    uint8_t r3msg[FL_SA_R3_MSG_LEN];
 };
 
 const char *
@@ -92,6 +118,7 @@ fl_sa_phase_name(fl_sa_phase_t ph)
     case FL_SA_PH_ADV: return "adv";
     case FL_SA_PH_SHR: return "shr";
     case FL_SA_PH_MASKED: return "masked";
+    case FL_SA_PH_CHK: return "chk";
     case FL_SA_PH_UNMASK: return "unmask";
     case FL_SA_PH_DONE: return "done";
     case FL_SA_PH_FAILED: return "failed";
@@ -161,8 +188,10 @@ fl_sa_server_new(const fl_sa_setup_t *s, fl_sa_server_t **out)
     }
     self->flags = fl_xcalloc(self->n, 1);
     self->pks = fl_xcalloc(self->n, 2 * FL_SA_KEY_LEN);
+    self->active = setup.active;
     size_t cap = 16;
-    while (cap < 4 * (size_t)self->n) /* two keys a client, load <= 1/2 */
+    /* two keys a client (four when active), load <= 1/2 */
+    while (cap < (self->active ? 8 : 4) * (size_t)self->n)
         cap *= 2;
     self->ktab = fl_xcalloc(cap, sizeof *self->ktab);
     self->kmask = cap - 1;
@@ -175,6 +204,12 @@ fl_sa_server_new(const fl_sa_setup_t *s, fl_sa_server_t **out)
     self->excluded = fl_xcalloc(self->n, 1);
     self->nb = fl_xmalloc(self->size * sizeof *self->nb);
     self->seen = fl_xmalloc(self->size);
+    if (self->active) {
+        self->certs = fl_xcalloc(self->n, FL_CERT_LEN);
+        self->sig0 = fl_xcalloc(self->n, FL_SIGN_SIG_LEN);
+        self->sig3 = fl_xcalloc(self->n, FL_SIGN_SIG_LEN);
+        self->u3map = fl_xcalloc(fl_sa_chk_len(self->n), 1);
+    }
     self->phase = FL_SA_PH_ADV;
     *out = self;
     return 0;
@@ -213,6 +248,10 @@ fl_sa_server_destroy(fl_sa_server_t **self_p)
     free(self->out);
     free(self->sum);
     free(self->in);
+    free(self->certs);
+    free(self->sig0);
+    free(self->sig3);
+    free(self->u3map);
     sodium_memzero(self->hkey, sizeof self->hkey);
     free(self);
     *self_p = NULL;
@@ -227,16 +266,27 @@ fl_sa_server_phase(const fl_sa_server_t *self)
 size_t
 fl_sa_server_count(const fl_sa_server_t *self, unsigned stage)
 {
-    if (stage == 4)
+    if (stage == 4 && !self->active)
         stage = 3;
     return stage <= 5 ? self->count[stage] : 0;
 }
 
+/* The flag of U<stage> (U4 = U3 in the semi-honest model). */
 static uint8_t
-s_stage_flag(unsigned stage)
+s_stage_flag(const fl_sa_server_t *self, unsigned stage)
 {
-    static const uint8_t f[6] = {0, S_F_U1, S_F_U2, S_F_U3, S_F_U3, S_F_U5};
+    static const uint8_t f[6] = {0, S_F_U1, S_F_U2, S_F_U3, S_F_U4, S_F_U5};
+    if (stage == 4 && !self->active)
+        stage = 3;
     return stage <= 5 ? f[stage] : 0xff;
+}
+
+/* The set whose members hold the shares the server unmasks with, and are
+ * asked for them: U4 in the active model, U3 otherwise. */
+static uint8_t
+s_holder_flag(const fl_sa_server_t *self)
+{
+    return s_stage_flag(self, 4);
 }
 
 bool
@@ -244,7 +294,7 @@ fl_sa_server_member(const fl_sa_server_t *self, uint32_t idx, unsigned stage)
 {
     if (idx >= self->n || stage > 5)
         return false;
-    uint8_t f = s_stage_flag(stage);
+    uint8_t f = s_stage_flag(self, stage);
     return (self->flags[idx] & f) == f;
 }
 
@@ -302,7 +352,20 @@ s_key_slot(const fl_sa_server_t *self, const uint8_t key[FL_SA_KEY_LEN])
     return (size_t)(v & self->kmask);
 }
 
-/* The entry (1 + 2 idx + role) of an advertised key, or 0. */
+static const char *const s_role_name[S_ROLES] = {"cpk", "spk", "identity key",
+                                                  "certified CURVE key"};
+
+/* Where client c's key of a role is kept. */
+static const uint8_t *
+s_key_at(const fl_sa_server_t *self, uint32_t c, uint32_t role)
+{
+    if (role < S_R_IDPK)
+        return self->pks + (size_t)c * 2 * FL_SA_KEY_LEN + role * FL_SA_KEY_LEN;
+    const uint8_t *cert = self->certs + (size_t)c * FL_CERT_LEN;
+    return role == S_R_IDPK ? FL_CERT_ID_PK(cert) : FL_CERT_CURVE_PK(cert);
+}
+
+/* The entry (1 + 4 idx + role) of a kept key, or 0. */
 static uint32_t
 s_key_find(const fl_sa_server_t *self, const uint8_t key[FL_SA_KEY_LEN])
 {
@@ -310,9 +373,8 @@ s_key_find(const fl_sa_server_t *self, const uint8_t key[FL_SA_KEY_LEN])
         uint32_t e = self->ktab[i];
         if (e == 0)
             return 0;
-        uint32_t c = (e - 1) / 2, role = (e - 1) % 2;
-        if (memcmp(self->pks + (size_t)c * 2 * FL_SA_KEY_LEN + role * FL_SA_KEY_LEN, key,
-                   FL_SA_KEY_LEN) == 0)
+        if (memcmp(s_key_at(self, (e - 1) / S_ROLES, (e - 1) % S_ROLES), key, FL_SA_KEY_LEN) ==
+            0)
             return e;
     }
 }
@@ -320,19 +382,31 @@ s_key_find(const fl_sa_server_t *self, const uint8_t key[FL_SA_KEY_LEN])
 static void
 s_key_insert(fl_sa_server_t *self, uint32_t idx, uint32_t role)
 {
-    const uint8_t *key = self->pks + (size_t)idx * 2 * FL_SA_KEY_LEN + role * FL_SA_KEY_LEN;
-    size_t i = s_key_slot(self, key);
+    size_t i = s_key_slot(self, s_key_at(self, idx, role));
     while (self->ktab[i] != 0)
         i = (i + 1) & self->kmask;
-    self->ktab[i] = 1 + 2 * idx + role;
+    self->ktab[i] = 1 + S_ROLES * idx + role;
 }
 
-int
-fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
-                    const uint8_t spk[FL_SA_KEY_LEN])
+/* A key (of the given role) that another client already uses: FL_EPROTO
+ * naming both, or 0. */
+static int
+s_key_unused(const fl_sa_server_t *self, uint32_t idx, uint32_t role, const uint8_t *key)
 {
-    if (self->phase != FL_SA_PH_ADV)
-        return s_wrong_phase(self, "sa.adv", FL_SA_PH_ADV);
+    uint32_t e = s_key_find(self, key);
+    if (!e)
+        return 0;
+    return fl_fail(FL_EPROTO, "sa.adv: %sclient %u's %s is the %s client %u advertised",
+                   role >= S_R_IDPK ? "one identity appears twice: " : "", idx,
+                   s_role_name[role], s_role_name[(e - 1) % S_ROLES], (e - 1) / S_ROLES);
+}
+
+/* The checks of sa.adv in both models: a fresh idx of the round, and two
+ * distinct keys that are not low-order points and not already advertised. */
+static int
+s_adv_check(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+            const uint8_t spk[FL_SA_KEY_LEN])
+{
     if (idx >= self->n)
         return fl_fail(FL_EPROTO, "sa.adv from client %u, but the round has %u", idx, self->n);
     if (self->flags[idx] & S_F_U1)
@@ -341,7 +415,7 @@ fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_
         return fl_fail(FL_EPROTO, "sa.adv: client %u advertises one key as both cpk and spk",
                        idx);
     const uint8_t *keys[2] = {cpk, spk};
-    for (int r = 0; r < 2; r++) {
+    for (uint32_t r = 0; r < 2; r++) {
         /* A low-order key makes every neighbour's key agreement fail, and
          * each of them would abort: refuse it here. X25519 with a clamped
          * scalar (a multiple of 8) gives zero exactly for those points. */
@@ -350,18 +424,88 @@ fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_
         sodium_memzero(q, sizeof q);
         if (lo != 0)
             return fl_fail(FL_EPROTO, "sa.adv: client %u's %s is a low-order point", idx,
-                           r ? "spk" : "cpk");
-        uint32_t e = s_key_find(self, keys[r]);
-        if (e)
-            return fl_fail(FL_EPROTO, "sa.adv: client %u's %s is the %s client %u advertised",
-                           idx, r ? "spk" : "cpk", (e - 1) % 2 ? "spk" : "cpk", (e - 1) / 2);
+                           s_role_name[r]);
+        int rc = s_key_unused(self, idx, r, keys[r]);
+        if (rc < 0)
+            return rc;
     }
+    return 0;
+}
+
+/* Keep client idx's checked round keys: it joins U1. */
+static void
+s_adv_keep(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+           const uint8_t spk[FL_SA_KEY_LEN])
+{
     memcpy(self->pks + (size_t)idx * 2 * FL_SA_KEY_LEN, cpk, FL_SA_KEY_LEN);
     memcpy(self->pks + (size_t)idx * 2 * FL_SA_KEY_LEN + FL_SA_KEY_LEN, spk, FL_SA_KEY_LEN);
-    s_key_insert(self, idx, 0);
-    s_key_insert(self, idx, 1);
+    s_key_insert(self, idx, S_R_CPK);
+    s_key_insert(self, idx, S_R_SPK);
     self->flags[idx] |= S_F_U1;
     self->count[1]++;
+}
+
+int
+fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+                    const uint8_t spk[FL_SA_KEY_LEN])
+{
+    if (self->phase != FL_SA_PH_ADV)
+        return s_wrong_phase(self, "sa.adv", FL_SA_PH_ADV);
+    if (self->active)
+        return fl_fail(FL_EPROTO,
+                       "sa.adv from client %u: signed advertisement required (active round)",
+                       idx);
+    int rc = s_adv_check(self, idx, cpk, spk);
+    if (rc < 0)
+        return rc;
+    s_adv_keep(self, idx, cpk, spk);
+    return 0;
+}
+
+int
+fl_sa_server_set_ca(fl_sa_server_t *self, const uint8_t ca_pk[FL_SIGN_PK_LEN])
+{
+    if (!self->active)
+        return fl_fail(FL_ESTATE, "sa server: an identity CA is for active rounds only");
+    if (self->phase != FL_SA_PH_ADV || self->count[1] != 0)
+        return fl_fail(FL_ESTATE, "sa server: the identity CA must be set before any sa.adv");
+    memcpy(self->ca_pk, ca_pk, FL_SIGN_PK_LEN);
+    self->has_ca = true;
+    return 0;
+}
+
+int
+fl_sa_server_on_adv_signed(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
+                           const uint8_t spk[FL_SA_KEY_LEN], const uint8_t sig[FL_SIGN_SIG_LEN],
+                           const uint8_t cert[FL_CERT_LEN])
+{
+    if (self->phase != FL_SA_PH_ADV)
+        return s_wrong_phase(self, "sa.adv", FL_SA_PH_ADV);
+    if (!self->active)
+        return fl_fail(FL_ESTATE, "sa server: a signed sa.adv in a semi-honest round");
+    if (!self->has_ca)
+        return fl_fail(FL_ESTATE, "sa server: no identity CA set (fl_sa_server_set_ca)");
+    int rc = s_adv_check(self, idx, cpk, spk);
+    if (rc < 0)
+        return rc;
+    if (fl_cert_verify(self->ca_pk, cert) < 0)
+        return fl_fail(FL_EPROTO, "sa.adv from client %u: not certified by the identity CA (%s)",
+                       idx, fl_errmsg());
+    uint8_t msg[FL_SA_R0_MSG_LEN];
+    fl_sa_r0_msg(self->sid, idx, cpk, spk, msg);
+    if (fl_identity_verify(FL_CERT_ID_PK(cert), msg, sizeof msg, sig) < 0)
+        return fl_fail(FL_EPROTO,
+                       "sa.adv from client %u: the R0 signature does not verify under the "
+                       "certified identity key",
+                       idx);
+    if ((rc = s_key_unused(self, idx, S_R_IDPK, FL_CERT_ID_PK(cert))) < 0 ||
+        (rc = s_key_unused(self, idx, S_R_CURVE, FL_CERT_CURVE_PK(cert))) < 0)
+        return rc;
+    memcpy(self->certs + (size_t)idx * FL_CERT_LEN, cert, FL_CERT_LEN);
+    memcpy(self->sig0 + (size_t)idx * FL_SIGN_SIG_LEN, sig, FL_SIGN_SIG_LEN);
+    s_key_insert(self, idx, S_R_IDPK);
+    s_key_insert(self, idx, S_R_CURVE);
+    s_adv_keep(self, idx, cpk, spk);
     return 0;
 }
 
@@ -380,20 +524,27 @@ fl_sa_server_keys_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out, s
         return s_wrong_phase(self, "keys_for", FL_SA_PH_SHR);
     if (idx >= self->n || !(self->flags[idx] & S_F_U1))
         return fl_fail(FL_EPROTO, "sa.keys for client %u, which is not in U1", idx);
-    uint8_t *o = s_out(self, (size_t)self->size * FL_SA_REC_KEYS);
+    size_t rl = fl_sa_rec_keys_len(&self->setup);
+    uint8_t *o = s_out(self, (size_t)self->size * rl);
     size_t m = 0;
     fl_sagraph_neighbours(self->graph, idx, self->nb);
     for (uint32_t p = 0; p < self->size; p++) {
         uint32_t v = self->nb[p];
         if (!(self->flags[v] & S_F_U1))
             continue;
-        fl_store_be32(o + m * FL_SA_REC_KEYS, v);
-        memcpy(o + m * FL_SA_REC_KEYS + 4, self->pks + (size_t)v * 2 * FL_SA_KEY_LEN,
-               2 * FL_SA_KEY_LEN);
+        uint8_t *r = o + m * rl;
+        fl_store_be32(r, v);
+        memcpy(r + 4, self->pks + (size_t)v * 2 * FL_SA_KEY_LEN, 2 * FL_SA_KEY_LEN);
+        if (self->active) {
+            memcpy(r + FL_SA_REC_KEYS, self->sig0 + (size_t)v * FL_SIGN_SIG_LEN,
+                   FL_SIGN_SIG_LEN);
+            memcpy(r + FL_SA_REC_KEYS + FL_SIGN_SIG_LEN, self->certs + (size_t)v * FL_CERT_LEN,
+                   FL_CERT_LEN);
+        }
         m++;
     }
     *out = o;
-    *out_len = m * FL_SA_REC_KEYS;
+    *out_len = m * rl;
     return 0;
 }
 
@@ -589,6 +740,34 @@ fl_sa_server_input_abort(fl_sa_server_t *self)
     self->recv = 0;
 }
 
+/*
+ * What must be reconstructed once U3 is frozen: b of each member of U3, s_sk
+ * of each member of U2 \ U3 with a neighbour in U3; each from at least t
+ * holders in the set `holders` (U3, or U4 in the active model). Sets need[]
+ * and returns 0, or fails the round (FL_ERANGE).
+ */
+static int
+s_plan_unmask(fl_sa_server_t *self, uint8_t holders, unsigned stage)
+{
+    memset(self->need, S_NEED_NONE, self->n);
+    for (uint32_t u = 0; u < self->n; u++) {
+        uint8_t f = self->flags[u];
+        if (!(f & S_F_U2))
+            continue;
+        bool alive = (f & S_F_U3) != 0;
+        if (!alive && s_members_near(self, u, S_F_U3) == 0)
+            continue; /* nobody masked with u's key any more: nothing to remove */
+        uint32_t h = s_members_near(self, u, holders);
+        if (h < self->t)
+            return s_failed(self, fl_fail(FL_ERANGE,
+                                          "sa server: the %s of client %u has %u holders in U%u, "
+                                          "fewer than the threshold %u",
+                                          alive ? "b" : "s_sk", u, h, stage, self->t));
+        self->need[u] = alive ? S_NEED_B : S_NEED_SK;
+    }
+    return 0;
+}
+
 int
 fl_sa_server_close_masked(fl_sa_server_t *self)
 {
@@ -599,21 +778,69 @@ fl_sa_server_close_masked(fl_sa_server_t *self)
         return s_failed(self, fl_fail(FL_ERANGE,
                                       "sa server: U3 has %zu clients, fewer than the threshold %u",
                                       self->count[3], self->t));
-    for (uint32_t u = 0; u < self->n; u++) {
-        uint8_t f = self->flags[u];
-        if (!(f & S_F_U2))
-            continue;
-        uint32_t h = s_members_near(self, u, S_F_U3);
-        bool alive = (f & S_F_U3) != 0;
-        if (!alive && h == 0)
-            continue; /* nobody masked with u's key any more: nothing to remove */
-        if (h < self->t)
-            return s_failed(self, fl_fail(FL_ERANGE,
-                                          "sa server: the %s of client %u has %u holders in U3, "
-                                          "fewer than the threshold %u",
-                                          alive ? "b" : "s_sk", u, h, self->t));
-        self->need[u] = alive ? S_NEED_B : S_NEED_SK;
+    /* In the active model U4 is a subset of U3: failing here saves a round trip. */
+    int rc = s_plan_unmask(self, S_F_U3, 3);
+    if (rc < 0)
+        return rc;
+    if (!self->active) {
+        self->phase = FL_SA_PH_UNMASK;
+        return 0;
     }
+    size_t blen = fl_sa_chk_len(self->n);
+    memset(self->u3map, 0, blen);
+    for (uint32_t u = 0; u < self->n; u++)
+        if (self->flags[u] & S_F_U3)
+            self->u3map[u / 8] = (uint8_t)(self->u3map[u / 8] | 1u << (u % 8));
+    fl_sa_r3_msg(self->sid, self->u3map, blen, self->r3msg);
+    self->phase = FL_SA_PH_CHK;
+    return 0;
+}
+
+/* ---- R3 (active model) ---- */
+
+int
+fl_sa_server_chk(fl_sa_server_t *self, const uint8_t **out, size_t *out_len)
+{
+    if (self->phase != FL_SA_PH_CHK)
+        return s_wrong_phase(self, "chk", FL_SA_PH_CHK);
+    *out = self->u3map;
+    *out_len = fl_sa_chk_len(self->n);
+    return 0;
+}
+
+int
+fl_sa_server_on_sig(fl_sa_server_t *self, uint32_t idx, const uint8_t sig[FL_SIGN_SIG_LEN])
+{
+    if (self->phase != FL_SA_PH_CHK)
+        return s_wrong_phase(self, "sa.sig", FL_SA_PH_CHK);
+    if (idx >= self->n || !(self->flags[idx] & S_F_U3))
+        return fl_fail(FL_EPROTO, "sa.sig from client %u, which is not in U3", idx);
+    if (self->flags[idx] & S_F_U4)
+        return fl_fail(FL_EPROTO, "sa.sig: client %u signed U3 already", idx);
+    if (fl_identity_verify(FL_CERT_ID_PK(self->certs + (size_t)idx * FL_CERT_LEN), self->r3msg,
+                           sizeof self->r3msg, sig) < 0)
+        return fl_fail(FL_EPROTO,
+                       "sa.sig from client %u: the signature does not verify over U3 under its "
+                       "identity key",
+                       idx);
+    memcpy(self->sig3 + (size_t)idx * FL_SIGN_SIG_LEN, sig, FL_SIGN_SIG_LEN);
+    self->flags[idx] |= S_F_U4;
+    self->count[4]++;
+    return 0;
+}
+
+int
+fl_sa_server_close_chk(fl_sa_server_t *self)
+{
+    if (self->phase != FL_SA_PH_CHK)
+        return s_wrong_phase(self, "close_chk", FL_SA_PH_CHK);
+    /* Every member of U4 must see t signatures among its neighbours, or it
+     * will (rightly) refuse to unmask; then the secrets need t holders in U4. */
+    int rc = s_close_set(self, S_F_U4, 4, FL_SA_PH_CHK);
+    if (rc < 0)
+        return rc;
+    if ((rc = s_plan_unmask(self, S_F_U4, 4)) < 0)
+        return rc;
     self->phase = FL_SA_PH_UNMASK;
     return 0;
 }
@@ -625,21 +852,31 @@ fl_sa_server_unmask_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
 {
     if (self->phase != FL_SA_PH_UNMASK)
         return s_wrong_phase(self, "unmask_for", FL_SA_PH_UNMASK);
-    if (idx >= self->n || !(self->flags[idx] & S_F_U3))
-        return fl_fail(FL_EPROTO, "sa.unmask for client %u, which is not in U3", idx);
-    uint8_t *o = s_out(self, (size_t)self->size * FL_SA_REC_UNMASK);
+    if (idx >= self->n || !(self->flags[idx] & s_holder_flag(self)))
+        return fl_fail(FL_EPROTO, "sa.unmask for client %u, which is not in U%u", idx,
+                       self->active ? 4 : 3);
+    size_t rl = fl_sa_rec_unmask_len(&self->setup);
+    uint8_t *o = s_out(self, (size_t)self->size * rl);
     size_t m = 0;
     fl_sagraph_neighbours(self->graph, idx, self->nb);
     for (uint32_t p = 0; p < self->size; p++) {
         uint32_t v = self->nb[p];
         if (!(self->flags[v] & S_F_U2))
             continue;
-        fl_store_be32(o + m * FL_SA_REC_UNMASK, v);
-        o[m * FL_SA_REC_UNMASK + 4] = (self->flags[v] & S_F_U3) ? FL_SA_ALIVE : FL_SA_DEAD;
+        uint8_t *r = o + m * rl;
+        fl_store_be32(r, v);
+        r[4] = (self->flags[v] & S_F_U3) ? FL_SA_ALIVE : FL_SA_DEAD;
+        if (self->active) {
+            if (self->flags[v] & S_F_U4)
+                memcpy(r + FL_SA_REC_UNMASK, self->sig3 + (size_t)v * FL_SIGN_SIG_LEN,
+                       FL_SIGN_SIG_LEN);
+            else
+                memset(r + FL_SA_REC_UNMASK, 0, FL_SIGN_SIG_LEN);
+        }
         m++;
     }
     *out = o;
-    *out_len = m * FL_SA_REC_UNMASK;
+    *out_len = m * rl;
     return 0;
 }
 
@@ -648,8 +885,9 @@ fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs, 
 {
     if (self->phase != FL_SA_PH_UNMASK)
         return s_wrong_phase(self, "sa.shares", FL_SA_PH_UNMASK);
-    if (idx >= self->n || !(self->flags[idx] & S_F_U3))
-        return fl_fail(FL_EPROTO, "sa.shares from client %u, which is not in U3", idx);
+    if (idx >= self->n || !(self->flags[idx] & s_holder_flag(self)))
+        return fl_fail(FL_EPROTO, "sa.shares from client %u, which is not in U%u", idx,
+                       self->active ? 4 : 3);
     if (self->flags[idx] & S_F_U5)
         return fl_fail(FL_EPROTO, "sa.shares: client %u sent its shares already", idx);
     if (len % FL_SA_REC_SHARES != 0)
@@ -740,7 +978,7 @@ fl_sa_server_checkable(fl_sa_server_t *self)
     for (uint32_t u = 0; u < self->n; u++) {
         if (self->need[u] == S_NEED_NONE)
             continue;
-        uint32_t holders = s_members_near(self, u, S_F_U3), want = self->t + 2;
+        uint32_t holders = s_members_near(self, u, s_holder_flag(self)), want = self->t + 2;
         if (self->shcnt[u] < (holders < want ? holders : want))
             return false;
     }

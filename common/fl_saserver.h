@@ -5,15 +5,27 @@
  * and receives the sa.* messages, decides when a phase's deadline has passed
  * and calls fl_sa_server_close_*; this module keeps the sets
  *   U0 selected, U1 advertised keys, U2 sent shares, U3 masked input
- *   committed, U5 sent unmasking shares
+ *   committed, U4 signed U3 (active model; U4 = U3 otherwise), U5 sent
+ *   unmasking shares
  * and the streamed sum of masked inputs (memory O(words + n k)).
  *
- * Phases: ADV -> SHR -> MASKED -> UNMASK -> DONE; any phase may end in
+ * Phases: ADV -> SHR -> MASKED -> UNMASK -> DONE, with CHK between MASKED
+ * and UNMASK in the active model (setup.active); any phase may end in
  * FAILED (too few clients left: the daemon aborts the attempt and retries
  * with a fresh setup). A message from a client not in the phase's set, a
  * second message from one client, or a malformed record is refused with
  * FL_EPROTO (detail names it) and changes nothing: the round goes on for
  * the honest clients. Calls in the wrong phase return FL_ESTATE.
+ *
+ * Active model (SECAGG.md §1.5): before any advertisement the daemon gives
+ * the identity CA's public key (fl_sa_server_set_ca); advertisements must be
+ * signed and certified (fl_sa_server_on_adv_signed), and sa.keys forwards
+ * each peer's signature and certificate for the clients to check
+ * themselves. After U3 is frozen the server announces it (fl_sa_server_chk,
+ * sa.chk), collects the clients' signatures over it (fl_sa_server_on_sig,
+ * sa.sig: U4) and forwards them in sa.unmask; only members of U4 are asked
+ * to unmask. The server checks everything a client will check, so that a
+ * misbehaving client is refused here instead of making honest ones abort.
  *
  * The result: with wmax > 0 the weighted mean of the U3 inputs; otherwise
  * their plain sum (the caller divides, e.g. the DP fixed denominator). It is
@@ -35,12 +47,13 @@ typedef enum {
     FL_SA_PH_ADV = 0,
     FL_SA_PH_SHR,
     FL_SA_PH_MASKED,
+    FL_SA_PH_CHK, /* active model only: U3 announced, signatures collected */
     FL_SA_PH_UNMASK,
     FL_SA_PH_DONE,
     FL_SA_PH_FAILED
 } fl_sa_phase_t;
 
-/* "adv", "shr", "masked", "unmask", "done", "failed". Never NULL. */
+/* "adv", "shr", "masked", "chk", "unmask", "done", "failed". Never NULL. */
 const char *fl_sa_phase_name(fl_sa_phase_t ph);
 
 typedef struct fl_sa_server fl_sa_server_t;
@@ -54,7 +67,8 @@ void fl_sa_server_destroy(fl_sa_server_t **self_p);
 
 fl_sa_phase_t fl_sa_server_phase(const fl_sa_server_t *self);
 
-/* |U0| .. |U5| for stage 0..5 (U4 = U3 in the semi-honest protocol). */
+/* |U0| .. |U5| for stage 0..5 (U4 = U3 in the semi-honest protocol; in the
+ * active one, the members of U3 whose R3 signature was accepted). */
 size_t fl_sa_server_count(const fl_sa_server_t *self, unsigned stage);
 
 /* Whether client idx is in U<stage> (0..5). False for idx >= n. */
@@ -66,9 +80,31 @@ const char *fl_sa_server_failure(const fl_sa_server_t *self);
 /* ---- R0 / R1 ---- */
 
 /* Client idx advertises its keys. FL_EPROTO: idx >= n, a second adv, a key
- * already advertised by another client (or cpk == spk); FL_ESTATE. */
+ * already advertised by another client (or cpk == spk), a low-order key, or
+ * an active round ("signed advertisement required"); FL_ESTATE. */
 int fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL_SA_KEY_LEN],
                         const uint8_t spk[FL_SA_KEY_LEN]) FL_MUST_CHECK;
+
+/* Active model: the public key of the identity CA that must have certified
+ * every advertiser (copied). FL_ESTATE unless the round is active and no
+ * advertisement has been accepted yet (it may be set again until then). */
+int fl_sa_server_set_ca(fl_sa_server_t *self,
+                        const uint8_t ca_pk[FL_SIGN_PK_LEN]) FL_MUST_CHECK;
+
+/*
+ * Active model: client idx advertises its keys with its R0 signature (over
+ * "FLSA/v1/r0" || sid || idx || cpk || spk, fl_saclient.h) and its
+ * certificate. Refused with FL_EPROTO, changing nothing: everything
+ * fl_sa_server_on_adv refuses; a certificate that does not verify under the
+ * CA; a signature that does not verify under the certified identity key; an
+ * identity key or certified CURVE key that another client of this round
+ * advertised ("one identity appears twice"). FL_ESTATE in a semi-honest
+ * round, before fl_sa_server_set_ca, or outside ADV.
+ */
+int fl_sa_server_on_adv_signed(fl_sa_server_t *self, uint32_t idx,
+                               const uint8_t cpk[FL_SA_KEY_LEN], const uint8_t spk[FL_SA_KEY_LEN],
+                               const uint8_t sig[FL_SIGN_SIG_LEN],
+                               const uint8_t cert[FL_CERT_LEN]) FL_MUST_CHECK;
 
 /* All advertisements are in (or the deadline passed): U1 is frozen. Moves to
  * SHR and returns 0, or to FAILED and returns FL_ERANGE when some client of
@@ -76,7 +112,9 @@ int fl_sa_server_on_adv(fl_sa_server_t *self, uint32_t idx, const uint8_t cpk[FL
 int fl_sa_server_close_adv(fl_sa_server_t *self) FL_MUST_CHECK;
 
 /* The sa.keys records for idx in U1: N(idx) ∩ U1 with their keys, idx
- * included. Borrowed, valid until the next call. FL_ESTATE / FL_EPROTO. */
+ * included (active model: with their R0 signatures and certificates,
+ * FL_SA_REC_KEYS_ACTIVE each). Borrowed, valid until the next call.
+ * FL_ESTATE / FL_EPROTO. */
 int fl_sa_server_keys_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
                           size_t *out_len) FL_MUST_CHECK;
 
@@ -118,21 +156,46 @@ int fl_sa_server_input_commit(fl_sa_server_t *self) FL_MUST_CHECK;
 /* Discard the open input (if any); the sum is untouched. */
 void fl_sa_server_input_abort(fl_sa_server_t *self);
 
-/* U3 is frozen. Moves to UNMASK, or to FAILED (FL_ERANGE) when fewer than t
- * clients are in U3, or some secret to be reconstructed (b of each U3
- * member, s_sk of each U2 \ U3 member with a neighbour in U3) has fewer
- * than t holders in U3. */
+/* U3 is frozen. Moves to UNMASK (active model: CHK), or to FAILED
+ * (FL_ERANGE) when fewer than t clients are in U3, or some secret to be
+ * reconstructed (b of each U3 member, s_sk of each U2 \ U3 member with a
+ * neighbour in U3) has fewer than t holders in U3. */
 int fl_sa_server_close_masked(fl_sa_server_t *self) FL_MUST_CHECK;
+
+/* ---- R3 (active model) ---- */
+
+/* The sa.chk frame, the same for every member of U3: the U3 bitmap
+ * (fl_saclient.h), fl_sa_chk_len(n) bytes. Borrowed, valid until the server
+ * is destroyed. FL_ESTATE outside CHK. */
+int fl_sa_server_chk(fl_sa_server_t *self, const uint8_t **out, size_t *out_len) FL_MUST_CHECK;
+
+/* Client idx's sa.sig: its R3 signature over "FLSA/v1/r3" || sid ||
+ * BLAKE2b-256(U3 bitmap). idx joins U4 when it is in U3, has not signed yet
+ * and the signature verifies under its certified identity key; FL_EPROTO
+ * otherwise (nothing changes). FL_ESTATE outside CHK. */
+int fl_sa_server_on_sig(fl_sa_server_t *self, uint32_t idx,
+                        const uint8_t sig[FL_SIGN_SIG_LEN]) FL_MUST_CHECK;
+
+/* U4 is frozen. Moves to UNMASK, or to FAILED (FL_ERANGE) when fewer than t
+ * clients are in U4, some member of U4 has fewer than t members of U4 in its
+ * neighbourhood (itself included: it could not see t signatures and would
+ * refuse to unmask), or some secret to be reconstructed (b of each U3
+ * member, signed or not: its input is in the sum; s_sk of each U2 \ U3
+ * member with a neighbour in U3) has fewer than t holders in U4. */
+int fl_sa_server_close_chk(fl_sa_server_t *self) FL_MUST_CHECK;
 
 /* ---- R4 ---- */
 
-/* The sa.unmask records for idx in U3: N(idx) ∩ U3 alive, N(idx) ∩ (U2 \
- * U3) dead. Borrowed, valid until the next call. */
+/* The sa.unmask records for idx in U3 (active model: in U4): N(idx) ∩ U3
+ * alive, N(idx) ∩ (U2 \ U3) dead; active model: with the R3 signature of
+ * each alive one that is in U4, zeros otherwise (FL_SA_REC_UNMASK_ACTIVE
+ * each). Borrowed, valid until the next call. */
 int fl_sa_server_unmask_for(fl_sa_server_t *self, uint32_t idx, const uint8_t **out,
                             size_t *out_len) FL_MUST_CHECK;
 
-/* Client idx (in U3) reveals shares: exactly the records its unmask asked
- * for (kind b for alive owners, s_sk for dead ones). FL_EPROTO / FL_ESTATE. */
+/* Client idx (in U3; active model: in U4) reveals shares: exactly the
+ * records its unmask asked for (kind b for alive owners, s_sk for dead ones).
+ * FL_EPROTO / FL_ESTATE. */
 int fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *recs,
                            size_t len) FL_MUST_CHECK;
 
@@ -141,7 +204,7 @@ int fl_sa_server_on_shares(fl_sa_server_t *self, uint32_t idx, const uint8_t *re
 bool fl_sa_server_ready(const fl_sa_server_t *self);
 
 /* Whether every needed secret has at least t + 2 shares, or those of all its
- * holders in U3: as many as can be had to check shares against each other
+ * holders in U3 (active model: U4): as many as can be had to check shares against each other
  * (and to find a single forged one). The daemon waits for this, within its
  * deadline, before it finishes. */
 bool fl_sa_server_checkable(fl_sa_server_t *self);

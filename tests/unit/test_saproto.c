@@ -27,336 +27,7 @@
 #include "fl_secagg.h"
 #include "fl_shamir.h"
 #include "fl_util.h"
-
-static fl_sa_setup_t
-s_setup(uint32_t n, uint32_t k, uint32_t t, bool full, unsigned bits, uint32_t levels,
-        double clip, double wmax, uint64_t dim, uint64_t round)
-{
-    fl_sa_setup_t s = {.round = round, .attempt = 1, .n = n, .k = k, .t = t, .full = full,
-                       .bits = bits, .levels = levels, .clip = clip, .wmax = wmax, .dim = dim};
-    for (int i = 0; i < FL_SA_NONCE_LEN; i++)
-        s.nonce[i] = (uint8_t)(round * 31 + (uint64_t)i);
-    return s;
-}
-
-static fl_sa_setup_t
-s_full(uint32_t n, double wmax, uint64_t round)
-{
-    return s_setup(n, n - 1, fl_sagraph_full_threshold(n), true, 32, 1u << 16, 1.0, wmax, 1000,
-                   round);
-}
-
-/* ---- a round in memory ---- */
-
-typedef enum { LIVE = 0, DROP_ADV, DROP_SHR, DROP_MASKED, DROP_SHARES } s_drop_t;
-
-typedef struct {
-    fl_sa_setup_t s;
-    uint64_t seed;
-    size_t dim, words;
-    fl_sa_server_t *srv;
-    fl_sa_client_t **cl;
-    uint8_t *drop; /* s_drop_t per client */
-    float *x;      /* [n][dim] inputs */
-    double *w;     /* [n] weights */
-    uint32_t *y;   /* [n][words] masked inputs */
-    float *out;
-    double wsum;
-    fl_rng_t rng;  /* chunk sizes */
-} s_rt_t;
-
-static void
-s_rt_init(s_rt_t *rt, const fl_sa_setup_t *s, uint64_t seed)
-{
-    memset(rt, 0, sizeof *rt);
-    rt->s = *s;
-    rt->seed = seed;
-    rt->dim = (size_t)s->dim;
-    rt->words = (size_t)fl_sa_setup_words(s);
-    uint32_t n = s->n;
-    assert_int_equal(fl_sa_server_new(s, &rt->srv), 0);
-    assert_int_equal(fl_sa_server_phase(rt->srv), FL_SA_PH_ADV);
-    assert_int_equal(fl_sa_server_words(rt->srv), rt->words);
-    rt->cl = calloc(n, sizeof *rt->cl);
-    rt->drop = calloc(n, 1);
-    rt->x = malloc((size_t)n * rt->dim * sizeof *rt->x);
-    rt->w = malloc(n * sizeof *rt->w);
-    rt->y = calloc((size_t)n * rt->words, sizeof *rt->y);
-    rt->out = malloc(rt->dim * sizeof *rt->out);
-    fl_rng_seed(&rt->rng, seed, 0);
-    for (uint32_t u = 0; u < n; u++) {
-        fl_sa_setup_t cs = *s;
-        cs.idx = u;
-        assert_int_equal(fl_sa_client_new(&cs, &rt->cl[u]), 0);
-        assert_false(fl_sa_client_aborted(rt->cl[u]));
-        assert_int_equal(fl_sa_client_setup(rt->cl[u])->idx, u);
-        fl_rng_t r;
-        fl_rng_seed(&r, seed, 1 + u);
-        for (size_t i = 0; i < rt->dim; i++) /* about 9% outside the clip range */
-            rt->x[(size_t)u * rt->dim + i] = (float)((fl_rng_uniform(&r) * 2.2 - 1.1) * s->clip);
-        rt->w[u] = s->wmax * (0.1 + 1.4 * fl_rng_uniform(&r)); /* some above wmax */
-    }
-}
-
-static void
-s_rt_free(s_rt_t *rt)
-{
-    for (uint32_t u = 0; u < rt->s.n; u++)
-        fl_sa_client_destroy(&rt->cl[u]);
-    fl_sa_client_destroy(&rt->cl[0]); /* idempotent */
-    fl_sa_server_destroy(&rt->srv);
-    fl_sa_server_destroy(&rt->srv);
-    free(rt->cl), free(rt->drop), free(rt->x), free(rt->w), free(rt->y), free(rt->out);
-}
-
-/* The rounding randomness of client u (the same for the reference). */
-static void
-s_round_rng(const s_rt_t *rt, uint32_t u, fl_rng_t *r)
-{
-    fl_rng_seed(r, rt->seed, 1000 + u);
-}
-
-static void
-s_adv(s_rt_t *rt, uint32_t u)
-{
-    assert_int_equal(fl_sa_server_on_adv(rt->srv, u, fl_sa_client_cpk(rt->cl[u]),
-                                         fl_sa_client_spk(rt->cl[u])),
-                     0);
-}
-
-/* keys_for -> on_keys: the client's sa.shr records (borrowed from it). */
-static void
-s_keys(s_rt_t *rt, uint32_t u, const uint8_t **shr, size_t *shr_len)
-{
-    const uint8_t *keys;
-    size_t len;
-    assert_int_equal(fl_sa_server_keys_for(rt->srv, u, &keys, &len), 0);
-    assert_true(len % FL_SA_REC_KEYS == 0);
-    int rc = fl_sa_client_on_keys(rt->cl[u], keys, len, shr, shr_len);
-    if (rc != 0)
-        fail_msg("client %u on_keys: %s", u, fl_errmsg());
-    assert_int_equal(*shr_len, len / FL_SA_REC_KEYS * FL_SA_REC_SHR - FL_SA_REC_SHR);
-}
-
-static void
-s_saturation_ref(const s_rt_t *rt, uint32_t u, uint32_t wq, size_t *sat)
-{
-    double scale = rt->s.wmax > 0 ? (double)wq / rt->s.levels : 1.0;
-    size_t c = 0;
-    for (size_t i = 0; i < rt->dim; i++)
-        c += fabs(scale * rt->x[(size_t)u * rt->dim + i]) > rt->s.clip;
-    *sat = c;
-}
-
-/* mreq_for -> on_mreq -> mask into y[u]. */
-static void
-s_mask(s_rt_t *rt, uint32_t u)
-{
-    const uint8_t *mreq;
-    size_t len;
-    assert_int_equal(fl_sa_server_mreq_for(rt->srv, u, &mreq, &len), 0);
-    int rc = fl_sa_client_on_mreq(rt->cl[u], mreq, len);
-    if (rc != 0)
-        fail_msg("client %u on_mreq: %s", u, fl_errmsg());
-    fl_rng_t r;
-    s_round_rng(rt, u, &r);
-    uint32_t *y = rt->y + (size_t)u * rt->words;
-    size_t sat = 0, want = 0;
-    rc = fl_sa_client_mask(rt->cl[u], rt->x + (size_t)u * rt->dim, rt->w[u], fl_sa_rand_fl_rng,
-                           &r, y, &sat);
-    if (rc != 0)
-        fail_msg("client %u mask: %s", u, fl_errmsg());
-    /* the reference encoding: the masked input must hide it */
-    uint32_t *q = malloc(rt->words * sizeof *q);
-    s_round_rng(rt, u, &r);
-    if (rt->s.wmax > 0)
-        assert_int_equal(fl_sa_quantize_weighted(rt->x + (size_t)u * rt->dim, rt->dim, rt->w[u],
-                                                 rt->s.wmax, rt->s.clip, rt->s.levels,
-                                                 fl_sa_rand_fl_rng, &r, q),
-                         0);
-    else
-        assert_int_equal(fl_sa_quantize(rt->x + (size_t)u * rt->dim, rt->dim, rt->s.clip,
-                                        rt->s.levels, fl_sa_rand_fl_rng, &r, q),
-                         0);
-    size_t same = 0;
-    for (size_t i = 0; i < rt->words; i++)
-        same += y[i] == q[i];
-    assert_true(same <= rt->words / 8 + 2);
-    uint32_t lim = rt->s.bits == 32 ? UINT32_MAX : (1u << rt->s.bits) - 1;
-    for (size_t i = 0; i < rt->words; i++)
-        assert_true(y[i] <= lim);
-    s_saturation_ref(rt, u, q[0], &want);
-    assert_int_equal(sat, want);
-    free(q);
-}
-
-/* input_begin, the words in random chunks, commit. */
-static void
-s_input(s_rt_t *rt, uint32_t u)
-{
-    const uint32_t *y = rt->y + (size_t)u * rt->words;
-    assert_int_equal(fl_sa_server_input_begin(rt->srv, u), 0);
-    for (size_t at = 0; at < rt->words;) {
-        size_t len = 1 + (size_t)fl_rng_below(&rt->rng, 300);
-        if (len > rt->words - at)
-            len = rt->words - at;
-        assert_int_equal(fl_sa_server_input_chunk(rt->srv, at, y + at, len), 0);
-        at += len;
-    }
-    assert_int_equal(fl_sa_server_input_commit(rt->srv), 0);
-}
-
-/* unmask_for -> on_unmask: the client's sa.shares records (borrowed). */
-static void
-s_unmask(s_rt_t *rt, uint32_t u, const uint8_t **sh, size_t *sh_len)
-{
-    const uint8_t *um;
-    size_t len;
-    assert_int_equal(fl_sa_server_unmask_for(rt->srv, u, &um, &len), 0);
-    int rc = fl_sa_client_on_unmask(rt->cl[u], um, len, sh, sh_len);
-    if (rc != 0)
-        fail_msg("client %u on_unmask: %s", u, fl_errmsg());
-    assert_int_equal(*sh_len, len / FL_SA_REC_UNMASK * FL_SA_REC_SHARES);
-}
-
-/* Run the round with the drops in rt->drop. Returns 0, or the code of the
- * close_* or finish that failed (the server is then FAILED). */
-static int
-s_run(s_rt_t *rt)
-{
-    uint32_t n = rt->s.n;
-    fl_sa_server_t *srv = rt->srv;
-    const uint8_t *recs;
-    size_t len;
-    int rc;
-    for (uint32_t u = 0; u < n; u++)
-        if (rt->drop[u] != DROP_ADV)
-            s_adv(rt, u);
-    if ((rc = fl_sa_server_close_adv(srv)) != 0)
-        return rc;
-    for (uint32_t u = 0; u < n; u++) {
-        if (!fl_sa_server_member(srv, u, 1))
-            continue;
-        s_keys(rt, u, &recs, &len);
-        if (rt->drop[u] != DROP_SHR)
-            assert_int_equal(fl_sa_server_on_shr(srv, u, recs, len), 0);
-    }
-    if ((rc = fl_sa_server_close_shr(srv)) != 0)
-        return rc;
-    for (uint32_t u = 0; u < n; u++) {
-        if (!fl_sa_server_member(srv, u, 2))
-            continue;
-        s_mask(rt, u);
-        if (rt->drop[u] != DROP_MASKED)
-            s_input(rt, u);
-    }
-    if ((rc = fl_sa_server_close_masked(srv)) != 0)
-        return rc;
-    for (uint32_t u = 0; u < n; u++) {
-        if (!fl_sa_server_member(srv, u, 3))
-            continue;
-        s_unmask(rt, u, &recs, &len);
-        if (rt->drop[u] != DROP_SHARES)
-            assert_int_equal(fl_sa_server_on_shares(srv, u, recs, len), 0);
-    }
-    return fl_sa_server_finish(srv, rt->out, &rt->wsum);
-}
-
-/* The result is exactly the decoding of the plaintext sum of the U3
- * clients' encodings, and within the quantization bound of their inputs. */
-static void
-s_check(s_rt_t *rt)
-{
-    const fl_sa_setup_t *s = &rt->s;
-    fl_sa_server_t *srv = rt->srv;
-    assert_int_equal(fl_sa_server_phase(srv), FL_SA_PH_DONE);
-    assert_string_equal(fl_sa_server_failure(srv), "");
-    uint32_t mask = s->bits == 32 ? UINT32_MAX : (1u << s->bits) - 1;
-    uint32_t *S = calloc(rt->words, sizeof *S), *q = malloc(rt->words * sizeof *q);
-    uint32_t *wq = calloc(s->n, sizeof *wq);
-    uint64_t n3 = 0;
-    for (uint32_t u = 0; u < s->n; u++) {
-        bool in3 = rt->drop[u] == LIVE || rt->drop[u] == DROP_SHARES;
-        assert_int_equal(fl_sa_server_member(srv, u, 3), in3);
-        assert_int_equal(fl_sa_server_member(srv, u, 4), in3);
-        assert_int_equal(fl_sa_server_member(srv, u, 5), rt->drop[u] == LIVE);
-        if (!in3)
-            continue;
-        n3++;
-        fl_rng_t r;
-        s_round_rng(rt, u, &r);
-        if (s->wmax > 0)
-            assert_int_equal(fl_sa_quantize_weighted(rt->x + (size_t)u * rt->dim, rt->dim,
-                                                     rt->w[u], s->wmax, s->clip, s->levels,
-                                                     fl_sa_rand_fl_rng, &r, q),
-                             0);
-        else
-            assert_int_equal(fl_sa_quantize(rt->x + (size_t)u * rt->dim, rt->dim, s->clip,
-                                            s->levels, fl_sa_rand_fl_rng, &r, q),
-                             0);
-        wq[u] = q[0];
-        for (size_t i = 0; i < rt->words; i++)
-            S[i] = (S[i] + q[i]) & mask;
-    }
-    assert_int_equal(fl_sa_server_count(srv, 3), n3);
-    assert_int_equal(fl_sa_server_count(srv, 4), n3);
-    float *ref = malloc(rt->dim * sizeof *ref);
-    double step = 2 * s->clip / s->levels;
-    if (s->wmax > 0) {
-        double wsum;
-        assert_int_equal(
-            fl_sa_dequantize_weighted(S, rt->dim, n3, s->clip, s->levels, ref, &wsum), 0);
-        assert_true(wsum == rt->wsum);
-        assert_memory_equal(ref, rt->out, rt->dim * sizeof *ref);
-        /* the weighted mean of the clipped, weight-scaled inputs */
-        double wtot = 0;
-        for (uint32_t u = 0; u < s->n; u++)
-            if (fl_sa_server_member(srv, u, 3))
-                wtot += (double)wq[u] / s->levels;
-        assert_true(fabs(wtot - wsum) < 1e-9);
-        for (size_t i = 0; i < rt->dim; i++) {
-            double num = 0;
-            for (uint32_t u = 0; u < s->n; u++)
-                if (fl_sa_server_member(srv, u, 3))
-                    num += fmin(fmax((double)rt->x[(size_t)u * rt->dim + i] * wq[u] / s->levels,
-                                     -s->clip),
-                                s->clip);
-            double want = num / wtot;
-            if (!(fabs(rt->out[i] - want) <= (double)n3 * step / wtot + 1e-5 * (1 + fabs(want))))
-                fail_msg("coordinate %zu: weighted mean %g, plaintext %g", i, (double)rt->out[i],
-                         want);
-        }
-    } else {
-        assert_int_equal(fl_sa_dequantize(S, rt->dim, n3, s->clip, s->levels, ref), 0);
-        assert_true(rt->wsum == (double)n3);
-        assert_memory_equal(ref, rt->out, rt->dim * sizeof *ref);
-        for (size_t i = 0; i < rt->dim; i++) {
-            double want = 0;
-            for (uint32_t u = 0; u < s->n; u++)
-                if (fl_sa_server_member(srv, u, 3))
-                    want += fmin(fmax(rt->x[(size_t)u * rt->dim + i], -s->clip), s->clip);
-            if (!(fabs(rt->out[i] - want) <= (double)n3 * step + 1e-5 * (1 + fabs(want))))
-                fail_msg("coordinate %zu: sum %g, plaintext %g", i, (double)rt->out[i], want);
-        }
-    }
-    free(S), free(q), free(wq), free(ref);
-}
-
-/* A whole round with drops; it must succeed and be right. */
-static void
-s_round_ok(const fl_sa_setup_t *s, uint64_t seed, const uint32_t *drops, size_t ndrops)
-{
-    s_rt_t rt;
-    s_rt_init(&rt, s, seed);
-    for (size_t i = 0; i < ndrops; i++)
-        rt.drop[drops[2 * i]] = (uint8_t)drops[2 * i + 1];
-    int rc = s_run(&rt);
-    if (rc != 0)
-        fail_msg("n=%u k=%u t=%u full=%d wmax=%g: %s (%s)", s->n, s->k, s->t, s->full, s->wmax,
-                 fl_strerror(rc), fl_errmsg());
-    s_check(&rt);
-    s_rt_free(&rt);
-}
+#include "sahelp.h" /* the round driver: s_rt_t, s_run, s_check, ... */
 
 /* Pearson correlation of a[0..n) (uint32, as numbers) with b[0..n). */
 static double
@@ -460,22 +131,6 @@ test_rounds_harary(void **state)
 
 /* ---- 2. dropouts ---- */
 
-/* The ring of a Harary setup: ring[pos] = client. Caller frees. */
-static uint32_t *
-s_ring_of(const fl_sa_setup_t *s)
-{
-    uint8_t sid[FL_SA_SID_LEN];
-    fl_sa_setup_sid(s, sid);
-    fl_sagraph_params_t gp = {.n = s->n, .k = s->k, .t = s->t, .full = s->full};
-    fl_sagraph_t *g = NULL;
-    assert_int_equal(fl_sagraph_new(&gp, sid, &g), 0);
-    uint32_t *ring = malloc(s->n * sizeof *ring);
-    for (uint32_t u = 0; u < s->n; u++)
-        ring[fl_sagraph_ring_pos(g, u)] = u;
-    fl_sagraph_destroy(&g);
-    return ring;
-}
-
 static void
 test_dropouts(void **state)
 {
@@ -527,30 +182,12 @@ s_round_fails(const fl_sa_setup_t *s, uint64_t seed, const uint32_t *drops, size
                                                                          : 3),
                          s->n - ndrops);
     } else {
-        /* by hand, to look at ready() before finish */
-        const uint8_t *recs;
-        size_t len;
-        for (uint32_t u = 0; u < s->n; u++)
-            s_adv(&rt, u);
-        assert_int_equal(fl_sa_server_close_adv(srv), 0);
-        for (uint32_t u = 0; u < s->n; u++) {
-            s_keys(&rt, u, &recs, &len);
-            assert_int_equal(fl_sa_server_on_shr(srv, u, recs, len), 0);
-        }
-        assert_int_equal(fl_sa_server_close_shr(srv), 0);
-        for (uint32_t u = 0; u < s->n; u++) {
-            s_mask(&rt, u);
-            s_input(&rt, u);
-        }
-        assert_int_equal(fl_sa_server_close_masked(srv), 0);
+        /* phase by phase, to look at ready() before finish */
+        assert_int_equal(s_run_until(&rt, FL_SA_PH_UNMASK), 0);
         assert_false(fl_sa_server_ready(srv));
-        for (uint32_t u = 0; u < s->n; u++) {
-            s_unmask(&rt, u, &recs, &len);
-            if (rt.drop[u] != DROP_SHARES)
-                assert_int_equal(fl_sa_server_on_shares(srv, u, recs, len), 0);
-        }
+        s_answer(&rt);
         assert_false(fl_sa_server_ready(srv));
-        rc = fl_sa_server_finish(srv, rt.out, &rt.wsum);
+        rc = s_close(&rt);
     }
     if (rc != FL_ERANGE)
         fail_msg("want FL_ERANGE, got %s (%s)", fl_strerror(rc), fl_errmsg());
@@ -891,25 +528,6 @@ s_world_free(s_world_t *w)
         fl_sa_client_destroy(&w->cl[u]);
     fl_sagraph_destroy(&w->g);
     free(w->cl), free(w->shr);
-}
-
-/* The client failed with `code`, is aborted, and refuses everything. */
-static void
-s_aborted(fl_sa_client_t *c, int rc, int code)
-{
-    if (rc != code)
-        fail_msg("want %s, got %s (%s)", fl_strerror(code), fl_strerror(rc), fl_errmsg());
-    assert_true(fl_sa_client_aborted(c));
-    const uint8_t *out;
-    size_t olen;
-    uint8_t rec[FL_SA_REC_UNMASK] = {0};
-    assert_int_equal(fl_sa_client_on_keys(c, rec, 0, &out, &olen), FL_ESTATE);
-    assert_int_equal(fl_sa_client_on_mreq(c, rec, 0), FL_ESTATE);
-    assert_int_equal(fl_sa_client_on_unmask(c, rec, sizeof rec, &out, &olen), FL_ESTATE);
-    float x = 0;
-    uint32_t y[2];
-    assert_int_equal(fl_sa_client_mask(c, &x, 1, NULL, NULL, y, NULL), FL_ESTATE);
-    assert_true(fl_sa_client_aborted(c));
 }
 
 /* Harary n = 8, k = 4, t = 3: client 0's neighbours are ring +-2 */
@@ -1296,20 +914,7 @@ s_forged(uint32_t h, uint32_t o, const uint32_t *drops, size_t ndrops, uint64_t 
     fl_sa_server_t *srv = rt.srv;
     const uint8_t *recs;
     size_t len;
-    for (uint32_t u = 0; u < s.n; u++)
-        s_adv(&rt, u);
-    assert_int_equal(fl_sa_server_close_adv(srv), 0);
-    for (uint32_t u = 0; u < s.n; u++) {
-        s_keys(&rt, u, &recs, &len);
-        assert_int_equal(fl_sa_server_on_shr(srv, u, recs, len), 0);
-    }
-    assert_int_equal(fl_sa_server_close_shr(srv), 0);
-    for (uint32_t u = 0; u < s.n; u++) {
-        s_mask(&rt, u);
-        if (rt.drop[u] != DROP_MASKED)
-            s_input(&rt, u);
-    }
-    assert_int_equal(fl_sa_server_close_masked(srv), 0);
+    assert_int_equal(s_run_until(&rt, FL_SA_PH_UNMASK), 0);
     bool forged = false;
     for (uint32_t u = 0; u < s.n; u++) {
         if (!fl_sa_server_member(srv, u, 3))
@@ -1495,7 +1100,7 @@ test_sid(void **state)
     assert_memory_equal(a, b, 32);
 
     /* the documented layout, hashed independently */
-    uint8_t bytes[75], want[32];
+    uint8_t bytes[76], want[32];
     memcpy(bytes, "covey/sa-setup/v1", 17);
     uint8_t *p = bytes + 17;
     uint64_t clip, wmax;
@@ -1505,7 +1110,7 @@ test_sid(void **state)
         uint64_t v;
         unsigned len;
     } f[] = {{s.round, 8}, {s.attempt, 8}, {s.n, 4},      {s.k, 4},    {s.t, 4}, {0, 1},
-             {s.bits, 1},  {s.levels, 4},  {clip, 8},     {wmax, 8},   {s.dim, 8}};
+             {s.bits, 1},  {s.levels, 4},  {clip, 8},     {wmax, 8},   {s.dim, 8}, {0, 1}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         for (unsigned j = 0; j < f[i].len; j++)
             *p++ = (uint8_t)(f[i].v >> 8 * (f[i].len - 1 - j));
@@ -1519,7 +1124,7 @@ test_sid(void **state)
     assert_memory_equal(a, want, 32);
 
     /* every field but idx changes it */
-    for (int i = 0; i < 13; i++) {
+    for (int i = 0; i < 14; i++) {
         c = s;
         switch (i) {
         case 0: c.round++; break;
@@ -1534,6 +1139,7 @@ test_sid(void **state)
         case 9: c.dim++; break;
         case 10: c.nonce[31] ^= 1; break;
         case 11: c.full = true; break;
+        case 12: c.active = true; break;
         default: c.nonce[0] ^= 0x80; break;
         }
         fl_sa_setup_sid(&c, b);
