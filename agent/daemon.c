@@ -37,6 +37,7 @@
 #include "fl_cli.h"
 #include "fl_data.h"
 #include "fl_dp.h"
+#include "fl_identity.h"
 #include "fl_keys.h"
 #include "fl_log.h"
 #include "fl_model.h"
@@ -54,7 +55,7 @@
 
 typedef struct agent_opts {
     const char *coordinator, *server_key, *key, *data, *test_data, *partition, *log_level;
-    const char *state, *signing_key, *federation_id;
+    const char *state, *signing_key, *federation_id, *identity_ca, *identity_cert;
     size_t parts, index, threads;
     uint64_t seed;
 } agent_opts_t;
@@ -74,6 +75,10 @@ typedef struct agent {
     agent_state_t st;          /* from --state DIR/agent.ini */
     bool verify;               /* models must carry a valid coordinator signature */
     uint8_t sign_pk[32];
+    /* the active-server model of secure aggregation (--identity-ca): this
+     * agent's identity key and certificate, and the CA its peers' must name */
+    fl_identity_t *id;
+    uint8_t ca_pk[32], cert[FL_CERT_LEN];
     void *ctx, *sock, *mon, *pipe;
     fl_keypair_t *kp;
     char server_pub[41];
@@ -174,6 +179,10 @@ s_send_hello(agent_t *a)
     if (a->have) {
         m.has_digest = true;
         memcpy(m.digest, a->have_digest, 32);
+    }
+    if (a->id) {
+        m.has_cert = true;
+        memcpy(m.cert, a->cert, sizeof m.cert);
     }
     a->last_hello_ms = fl_now_ms();
     if (s_send(a, &m, NULL, 0) == 0)
@@ -351,6 +360,8 @@ s_sa_send_adv(agent_t *a)
     adv.has_cpk = adv.has_spk = true;
     memcpy(adv.cpk, fl_sa_client_cpk(a->sa), 32);
     memcpy(adv.spk, fl_sa_client_spk(a->sa), 32);
+    if (st->active && fl_sa_client_adv_sig(a->sa, adv.sig) == 0)
+        adv.has_sig = true;
     (void)s_send(a, &adv, NULL, 0);
 }
 
@@ -372,12 +383,30 @@ s_sa_keep(agent_t *a, fl_msg_type_t type, const fl_msg_t *m, const uint8_t *recs
     a->sa_resp_attempt = m->attempt;
 }
 
-/* A request already answered (sa.keys or sa.unmask, repeated after a
+/* Send an answer: sa.sig carries its signature in a field, the others their
+ * records in the data frame. */
+static void
+s_sa_answer(agent_t *a, fl_msg_type_t type, const fl_msg_t *req, const uint8_t *out, size_t len)
+{
+    fl_msg_t r;
+    fl_msg_init(&r, type);
+    r.round = req->round;
+    r.attempt = req->attempt;
+    if (type == FL_MSG_SA_SIG) {
+        r.has_sig = true;
+        memcpy(r.sig, out, sizeof r.sig);
+        len = 0;
+    }
+    (void)s_send(a, &r, len ? out : NULL, len);
+}
+
+/* A request already answered (sa.keys, sa.chk or sa.unmask, repeated after a
  * reconnection): the same answer again. True if it was one. */
 static bool
 s_sa_repeat(agent_t *a, const fl_msg_t *m)
 {
     fl_msg_type_t answer = m->type == FL_MSG_SA_KEYS     ? FL_MSG_SA_SHR
+                           : m->type == FL_MSG_SA_CHK    ? FL_MSG_SA_SIG
                            : m->type == FL_MSG_SA_UNMASK ? FL_MSG_SA_SHARES
                                                          : FL_MSG_NONE;
     if (m->type == FL_MSG_SA_MREQ && s_sa_mine(a, m->round, m->attempt) && a->sa_mreq_done) {
@@ -388,12 +417,8 @@ s_sa_repeat(agent_t *a, const fl_msg_t *m)
     if (answer == FL_MSG_NONE || a->sa_resp_type != answer || a->sa_resp_round != m->round ||
         a->sa_resp_attempt != m->attempt)
         return false;
-    fl_msg_t r;
-    fl_msg_init(&r, answer);
-    r.round = m->round;
-    r.attempt = m->attempt;
     fl_debug("secure aggregation: answer sent again", "type=%s", fl_msg_type_name(answer));
-    (void)s_send(a, &r, a->sa_resp, a->sa_resp_len);
+    s_sa_answer(a, answer, m, a->sa_resp, a->sa_resp_len);
     return true;
 }
 
@@ -423,21 +448,36 @@ s_sa_setup(agent_t *a, const fl_msg_t *m)
     st.clip = m->sa_clip;
     st.wmax = m->sa_wmax;
     st.dim = m->sa_dim;
+    st.active = m->sa_active != 0;
     memcpy(st.nonce, m->nonce, sizeof st.nonce);
     size_t numel = m->nbytes / sizeof(float);
     bool dim_ok = st.dim == numel + FL_SA_METRICS || st.dim == numel + 1 + FL_SA_METRICS;
-    if (!m->has_nonce || !dim_ok || fl_sa_client_new(&st, &a->sa) != 0) {
-        char why[300];
+    /* an agent given an identity CA takes part only in signed rounds: a
+     * coordinator must not be able to switch the protection off */
+    const char *model = a->id && !st.active
+                            ? "this agent has an identity CA (--identity-ca) and takes part only "
+                              "in the active-server model; the coordinator asked for a round "
+                              "without signed keys"
+                        : !a->id && st.active
+                            ? "the coordinator runs the active-server model (signed keys); this "
+                              "agent has no identity certificate (--identity-ca, --identity-cert)"
+                            : NULL;
+    if (!m->has_nonce || !dim_ok || model || fl_sa_client_new(&st, &a->sa) != 0 ||
+        (st.active && fl_sa_client_set_identity(a->sa, a->id, a->cert, a->ca_pk) != 0)) {
+        char why[400];
         snprintf(why, sizeof why, "secure aggregation setup refused: %s",
                  !m->has_nonce ? "no nonce"
                  : !dim_ok     ? "sa_dim does not match the model"
+                 : model       ? model
                                : fl_errmsg());
+        fl_sa_client_destroy(&a->sa);
         s_send_fail(a, m, why);
         return false;
     }
     a->sa_keys_done = a->sa_mreq_done = a->sa_trained = a->sa_masked = false;
-    fl_info("secure aggregation: keys advertised", "round=%llu index=%u of=%u k=%u t=%u",
-            (unsigned long long)m->round, st.idx, st.n, st.k, st.t);
+    fl_info("secure aggregation: keys advertised", "round=%llu index=%u of=%u k=%u t=%u model=%s",
+            (unsigned long long)m->round, st.idx, st.n, st.k, st.t,
+            st.active ? "active" : "semi-honest");
     s_sa_send_adv(a);
     return true;
 }
@@ -479,14 +519,17 @@ s_sa_try_ready(agent_t *a)
     s_send_ready(a, (const uint8_t *)a->sa_y, words * sizeof(uint32_t));
 }
 
-/* sa.keys, sa.mreq and sa.unmask from the coordinator. */
+/* sa.keys, sa.mreq, sa.chk and sa.unmask from the coordinator. */
 static void
 s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
 {
     const uint8_t *out = NULL;
     size_t out_len = 0;
+    uint8_t sig[FL_SIGN_SIG_LEN];
     int rc;
-    fl_msg_t r;
+    fl_msg_type_t answer = m->type == FL_MSG_SA_KEYS  ? FL_MSG_SA_SHR
+                           : m->type == FL_MSG_SA_CHK ? FL_MSG_SA_SIG
+                                                      : FL_MSG_SA_SHARES;
     if (s_sa_repeat(a, m))
         return;
     if (!s_sa_mine(a, m->round, m->attempt)) {
@@ -494,15 +537,17 @@ s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
                 fl_msg_type_name(m->type), (unsigned long long)m->round);
         return;
     }
-    fl_msg_init(&r, m->type == FL_MSG_SA_KEYS ? FL_MSG_SA_SHR : FL_MSG_SA_SHARES);
-    r.round = m->round;
-    r.attempt = m->attempt;
-    if (m->type == FL_MSG_SA_KEYS)
+    if (m->type == FL_MSG_SA_KEYS) {
         rc = fl_sa_client_on_keys(a->sa, data, len, &out, &out_len);
-    else if (m->type == FL_MSG_SA_MREQ)
+    } else if (m->type == FL_MSG_SA_MREQ) {
         rc = fl_sa_client_on_mreq(a->sa, data, len);
-    else
+    } else if (m->type == FL_MSG_SA_CHK) {
+        rc = fl_sa_client_on_chk(a->sa, data, len, sig);
+        out = sig;
+        out_len = sizeof sig;
+    } else {
         rc = fl_sa_client_on_unmask(a->sa, data, len, &out, &out_len);
+    }
     if (rc != 0) {
         char why[300];
         snprintf(why, sizeof why, "secure aggregation aborted at %s: %s",
@@ -517,8 +562,8 @@ s_on_sa(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
         s_sa_try_ready(a);
         return;
     }
-    (void)s_send(a, &r, out, out_len);
-    s_sa_keep(a, r.type, m, out, out_len);
+    s_sa_answer(a, answer, m, out, out_len);
+    s_sa_keep(a, answer, m, out, out_len);
     if (m->type == FL_MSG_SA_KEYS)
         a->sa_keys_done = true;
     if (m->type == FL_MSG_SA_UNMASK) {
@@ -816,6 +861,7 @@ s_handle_msg(agent_t *a)
     case FL_MSG_PULL: s_on_pull(a, &m); break;
     case FL_MSG_SA_KEYS:
     case FL_MSG_SA_MREQ:
+    case FL_MSG_SA_CHK:
     case FL_MSG_SA_UNMASK: s_on_sa(a, &m, zmq_msg_data(&nm.data), zmq_msg_size(&nm.data)); break;
     case FL_MSG_ACK:
         fl_info("update accepted", "round=%llu", (unsigned long long)m.round);
@@ -963,6 +1009,38 @@ s_connect(agent_t *a)
     return 0;
 }
 
+/*
+ * --identity-ca and --identity-cert: the certificate must be the CA's and
+ * name this agent's CURVE key and the identity key derived from it (after a
+ * key rotation the agent needs a new certificate).
+ */
+static int
+s_load_identity(agent_t *a)
+{
+    int rc;
+    uint8_t curve[32];
+    if (!a->o.identity_ca)
+        return 0;
+    if ((rc = fl_sign_pubkey_load(a->o.identity_ca, a->ca_pk)) != 0 ||
+        (rc = fl_cert_load(a->o.identity_cert, a->cert)) != 0)
+        return rc;
+    if (fl_cert_verify(a->ca_pk, a->cert) != 0)
+        return fl_fail(FL_ECRYPTO, "%s: %s", a->o.identity_cert, fl_errmsg());
+    if (!zmq_z85_decode(curve, fl_keypair_public(a->kp)) ||
+        sodium_memcmp(curve, FL_CERT_CURVE_PK(a->cert), 32) != 0)
+        return fl_fail(FL_EINVAL, "%s certifies another CURVE key than %s's (was the key "
+                       "rotated? ask the operator for a new certificate: covey-agent identity)",
+                       a->o.identity_cert, a->o.key);
+    if ((rc = fl_identity_derive(fl_keypair_secret(a->kp), &a->id)) != 0)
+        return rc;
+    if (sodium_memcmp(fl_identity_public(a->id), FL_CERT_ID_PK(a->cert), 32) != 0)
+        return fl_fail(FL_EINVAL, "%s certifies another identity key than %s's", a->o.identity_cert,
+                       a->o.key);
+    fl_info("identity certificate loaded: secure aggregation runs in the active-server model",
+            "identity_ca=%02x%02x%02x%02x..", a->ca_pk[0], a->ca_pk[1], a->ca_pk[2], a->ca_pk[3]);
+    return 0;
+}
+
 static int
 s_setup(agent_t *a)
 {
@@ -977,7 +1055,8 @@ s_setup(agent_t *a)
                 NULL);
     }
     if ((rc = fl_keypair_load(a->o.key, &a->kp)) != 0 ||
-        (rc = fl_key_load_public(a->o.server_key, a->server_pub)) != 0 || (rc = s_load_data(a)) != 0)
+        (rc = fl_key_load_public(a->o.server_key, a->server_pub)) != 0 ||
+        (rc = s_load_identity(a)) != 0 || (rc = s_load_data(a)) != 0)
         return rc;
     a->ctx = zmq_ctx_new();
     a->pipe = zmq_socket(a->ctx, ZMQ_PAIR);
@@ -1007,6 +1086,7 @@ s_teardown(agent_t *a)
     if (a->ctx)
         zmq_ctx_term(a->ctx);
     fl_keypair_destroy(&a->kp);
+    fl_identity_destroy(&a->id);
     fl_dataset_destroy(&a->train);
     fl_dataset_destroy(&a->test);
     fl_model_destroy(&a->model);
@@ -1041,6 +1121,11 @@ s_usage_run(FILE *f)
             "                      signing.key.pub); with it, unsigned or badly signed models\n"
             "                      are refused\n"
             "  --federation-id ID  the federation id the signatures name (with --signing-key)\n"
+            "  --identity-ca KEY   the operator's identity CA public key (hex or .pub file):\n"
+            "                      secure aggregation then runs only in the active-server\n"
+            "                      model, where peers' keys must carry this CA's certificates\n"
+            "  --identity-cert F   this agent's certificate from 'covey-coordinator ca sign'\n"
+            "                      (with --identity-ca; see 'covey-agent identity')\n"
             "  --data SRC          training data: fashion-mnist, idx:IMAGES,LABELS or a .csv\n"
             "                      (default fashion-mnist)\n"
             "  --test-data SRC     held-out data for federated evaluation (default: the test\n"
@@ -1065,6 +1150,7 @@ s_parse_run(int argc, char **argv, agent_opts_t *o, agent_state_t *st)
         {"log-level", required_argument, NULL, 'l'},   {"help", no_argument, NULL, 'h'},
         {"state", required_argument, NULL, 'D'},       {"signing-key", required_argument, NULL, 'g'},
         {"federation-id", required_argument, NULL, 'F'},
+        {"identity-ca", required_argument, NULL, 'A'}, {"identity-cert", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     int c;
     bool parts_set = false, index_set = false, seed_set = false;
@@ -1086,6 +1172,8 @@ s_parse_run(int argc, char **argv, agent_opts_t *o, agent_state_t *st)
         case 'D': o->state = optarg; break;
         case 'g': o->signing_key = optarg; break;
         case 'F': o->federation_id = optarg; break;
+        case 'A': o->identity_ca = optarg; break;
+        case 'C': o->identity_cert = optarg; break;
         case 'P':
             rc = fl_cli_size(optarg, "--parts", 1, 1000000, &o->parts);
             parts_set = true;
@@ -1119,6 +1207,8 @@ s_parse_run(int argc, char **argv, agent_opts_t *o, agent_state_t *st)
         S_DEFAULT(key, st->key)
         S_DEFAULT(signing_key, st->signing_key)
         S_DEFAULT(federation_id, st->federation_id)
+        S_DEFAULT(identity_ca, st->identity_ca)
+        S_DEFAULT(identity_cert, st->identity_cert)
         S_DEFAULT(data, st->data)
         S_DEFAULT(test_data, st->test_data)
         S_DEFAULT(partition, st->partition)
@@ -1137,6 +1227,8 @@ s_parse_run(int argc, char **argv, agent_opts_t *o, agent_state_t *st)
                             "'covey-agent enroll') are required (try --help)");
     if (!o->signing_key != !o->federation_id)
         return fl_cli_error("--signing-key and --federation-id go together");
+    if (!o->identity_ca != !o->identity_cert)
+        return fl_cli_error("--identity-ca and --identity-cert go together");
     if (o->index >= o->parts)
         return fl_cli_error("--index %zu must be below --parts %zu", o->index, o->parts);
     return 0;

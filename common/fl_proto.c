@@ -24,6 +24,7 @@
  */
 #include "fl_proto.h"
 
+#include "fl_identity.h"
 #include "fl_saclient.h"
 
 #include <assert.h>
@@ -92,6 +93,8 @@ typedef enum {
     F_NONCE,
     F_CPK,
     F_SPK,
+    F_SA_ACTIVE,
+    F_CERT,
     F_COUNT
 } s_field_t;
 
@@ -154,6 +157,8 @@ static const s_fieldinfo_t s_fields[F_COUNT] = {
     [F_NONCE] = {"nonce", S_BIN, offsetof(fl_msg_t, nonce), 32, offsetof(fl_msg_t, has_nonce)},
     [F_CPK] = {"cpk", S_BIN, offsetof(fl_msg_t, cpk), 32, offsetof(fl_msg_t, has_cpk)},
     [F_SPK] = {"spk", S_BIN, offsetof(fl_msg_t, spk), 32, offsetof(fl_msg_t, has_spk)},
+    [F_SA_ACTIVE] = S_U(sa_active),
+    [F_CERT] = {"cert", S_BIN, offsetof(fl_msg_t, cert), FL_CERT_LEN, offsetof(fl_msg_t, has_cert)},
 };
 
 _Static_assert(F_COUNT <= 64, "the decoder tracks seen fields in a uint64_t");
@@ -183,7 +188,8 @@ typedef struct {
 #define RF_OPT(f, r) {f, 0, r, 0, 0, 1}
 
 /* Agent -> coordinator. */
-static const s_rule_t s_hello[] = {RS(F_VERSION), RU(F_N_TRAIN), RU(F_N_TEST), RB_NIL(F_MODEL)};
+static const s_rule_t s_hello[] = {RS(F_VERSION), RU(F_N_TRAIN), RU(F_N_TEST), RB_NIL(F_MODEL),
+                                   RB_OPT(F_CERT)};
 static const s_rule_t s_get[] = {
     RB(F_DIGEST),
     RUR(F_OFFSET, 0, FL_MODEL_MAX - 1, 1),
@@ -237,6 +243,7 @@ static const s_rule_t s_train[] = {
     RF_OPT(F_SA_CLIP, FR_NONNEG),
     RF_OPT(F_SA_WMAX, FR_NONNEG),
     RB_OPT(F_NONCE),
+    RUR_OPT(F_SA_ACTIVE, 0, 1),
 };
 static const s_rule_t s_eval[] = {
     RU(F_ROUND),
@@ -267,7 +274,8 @@ static const s_rule_t s_abort[] = {RU(F_ROUND), RU(F_ATTEMPT), RS(F_REASON)};
 static const s_rule_t s_enroll[] = {RB(F_SECRET), RS(F_VERSION)};
 static const s_rule_t s_enrolled[] = {RS(F_FEDERATION), RS(F_NAME), RS(F_ENDPOINT)};
 static const s_rule_t s_rotate[] = {RS(F_PUBKEY)};
-static const s_rule_t s_sa_adv[] = {RU(F_ROUND), RU(F_ATTEMPT), RB(F_CPK), RB(F_SPK)};
+static const s_rule_t s_sa_adv[] = {RU(F_ROUND), RU(F_ATTEMPT), RB(F_CPK), RB(F_SPK), RB_OPT(F_SIG)};
+static const s_rule_t s_sa_sig[] = {RU(F_ROUND), RU(F_ATTEMPT), RB(F_SIG)};
 static const s_rule_t s_sa_records[] = {RU(F_ROUND), RU(F_ATTEMPT)};
 
 typedef struct {
@@ -308,6 +316,8 @@ static const s_typeinfo_t s_types[FL_MSG_LAST + 1] = {
     [FL_MSG_SA_KEYS] = S_T("sa.keys", s_sa_records, false, true),
     [FL_MSG_SA_MREQ] = S_T("sa.mreq", s_sa_records, false, true),
     [FL_MSG_SA_UNMASK] = S_T("sa.unmask", s_sa_records, false, true),
+    [FL_MSG_SA_CHK] = S_T("sa.chk", s_sa_records, false, true),
+    [FL_MSG_SA_SIG] = S_T("sa.sig", s_sa_sig, true, false),
 };
 
 static bool
@@ -951,17 +961,23 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Data frames, reasons, descriptions                                         */
 
-/* Record length of a secure-aggregation message's data frame. */
+/* Record length of a secure-aggregation message's data frame; *alt gets the
+ * active-server model's length for the types whose records it extends (else
+ * the same). */
 static size_t
-s_sa_record_len(fl_msg_type_t t)
+s_sa_record_len(fl_msg_type_t t, size_t *alt)
 {
+    size_t rec;
     switch (t) {
-    case FL_MSG_SA_KEYS: return FL_SA_REC_KEYS;
-    case FL_MSG_SA_SHR: return FL_SA_REC_SHR;
-    case FL_MSG_SA_MREQ: return FL_SA_REC_MREQ;
-    case FL_MSG_SA_UNMASK: return FL_SA_REC_UNMASK;
-    default: return FL_SA_REC_SHARES;
+    case FL_MSG_SA_KEYS: *alt = FL_SA_REC_KEYS_ACTIVE; return FL_SA_REC_KEYS;
+    case FL_MSG_SA_UNMASK: *alt = FL_SA_REC_UNMASK_ACTIVE; return FL_SA_REC_UNMASK;
+    case FL_MSG_SA_SHR: rec = FL_SA_REC_SHR; break;
+    case FL_MSG_SA_MREQ: rec = FL_SA_REC_MREQ; break;
+    case FL_MSG_SA_CHK: rec = FL_SA_REC_CHK; break;
+    default: rec = FL_SA_REC_SHARES; break;
     }
+    *alt = rec;
+    return rec;
 }
 
 int
@@ -995,16 +1011,22 @@ fl_msg_check_data(const fl_msg_t *m, size_t data_len)
     case FL_MSG_SA_SHR:
     case FL_MSG_SA_MREQ:
     case FL_MSG_SA_UNMASK:
-    case FL_MSG_SA_SHARES: {
-        size_t rec = s_sa_record_len(m->type);
+    case FL_MSG_SA_SHARES:
+    case FL_MSG_SA_CHK: {
+        size_t alt, rec = s_sa_record_len(m->type, &alt);
         if (data_len == 0)
             return fl_fail(FL_EPROTO, "%s: data frame missing", tn);
         if (data_len > FL_CHUNK_MAX)
             return fl_fail(FL_EPROTO, "%s: data frame of %zu bytes exceeds FL_CHUNK_MAX (%u)", tn,
                            data_len, FL_CHUNK_MAX);
-        if (data_len % rec != 0)
+        if (data_len % rec != 0 && data_len % alt != 0) {
+            if (alt != rec)
+                return fl_fail(FL_EPROTO, "%s: data frame of %zu bytes is not a whole number of "
+                               "%zu-byte (or, active model, %zu-byte) records", tn, data_len,
+                               rec, alt);
             return fl_fail(FL_EPROTO, "%s: data frame of %zu bytes is not a whole number of "
                            "%zu-byte records", tn, data_len, rec);
+        }
         return 0;
     }
     default:

@@ -72,10 +72,13 @@ typedef enum {
     FL_MSG_SA_SHARES, /* agent -> coordinator: + data frame of shares records */
     FL_MSG_SA_KEYS,   /* coordinator -> agent: + data frame of keys records */
     FL_MSG_SA_MREQ,   /* coordinator -> agent: + data frame of mreq records */
-    FL_MSG_SA_UNMASK  /* coordinator -> agent: + data frame of unmask records */
+    FL_MSG_SA_UNMASK, /* coordinator -> agent: + data frame of unmask records */
+    /* the consistency round of the active-server model (SECAGG.md 1.4 R3) */
+    FL_MSG_SA_CHK, /* coordinator -> agent: + data frame, the U3 bitmap */
+    FL_MSG_SA_SIG  /* agent -> coordinator: sig, its signature of U3 */
 } fl_msg_type_t;
 
-#define FL_MSG_LAST FL_MSG_SA_UNMASK /* highest valid type */
+#define FL_MSG_LAST FL_MSG_SA_SIG /* highest valid type */
 
 /*
  * One message of any type. Only the fields of its type are meaningful (see the
@@ -93,6 +96,7 @@ typedef struct fl_msg {
     uint64_t unclipped; /* ready: 1 if the update's norm was within clip (adaptive clipping) */
     /* train: the secure-aggregation setup (fl_sa_setup_t); sa_n = 0: none */
     uint64_t sa_n, sa_idx, sa_k, sa_t, sa_full, sa_bits, sa_levels, sa_dim;
+    uint64_t sa_active; /* train: 1 = active-server model (signed keys, R3) */
     double sa_clip, sa_wmax;
     bool has_nonce;
     uint8_t nonce[32];
@@ -101,7 +105,9 @@ typedef struct fl_msg {
     bool has_digest;
     uint8_t digest[32]; /* "digest" or "model" (hello) */
     bool has_sig;
-    uint8_t sig[64];
+    uint8_t sig[64]; /* train/eval: model signature; sa.adv: R0 signature; sa.sig: R3 */
+    bool has_cert;
+    uint8_t cert[128]; /* hello: the agent's identity certificate (fl_identity.h) */
     bool has_secret;
     uint8_t secret[32]; /* enroll: the join token's secret */
     char version[32], federation[64], spec[128], optimizer[16], reason[256];
@@ -150,8 +156,9 @@ int fl_msg_decode(const uint8_t *buf, size_t len, fl_msg_t *out) FL_MUST_CHECK;
  * Check the data frame that followed a decoded header: data_len bytes (0 when
  * there was none). "chunk": 1..FL_CHUNK_MAX bytes and offset + data_len <=
  * total. "upd": 4..FL_CHUNK_MAX bytes, a multiple of 4 (whole float32 values).
- * sa.keys, sa.shr, sa.mreq, sa.unmask, sa.shares: 1..FL_CHUNK_MAX bytes, a
- * whole number of the type's records. Every other type: no data frame (data_len == 0). Returns 0 or FL_EPROTO with
+ * sa.keys, sa.shr, sa.mreq, sa.unmask, sa.shares, sa.chk: 1..FL_CHUNK_MAX
+ * bytes, a whole number of the type's records (sa.keys and sa.unmask: of
+ * either mode's records; the state machine checks the exact mode). Every other type: no data frame (data_len == 0). Returns 0 or FL_EPROTO with
  * a detail. Whether an "upd" stays within the announced update size is the
  * receiver's check (it knows nbytes from "ready").
  */

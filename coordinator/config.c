@@ -13,6 +13,7 @@
 #include "fl_optim.h"
 #include "fl_robust.h"
 #include "fl_secagg.h"
+#include "fl_sign.h"
 #include "fl_serveropt.h"
 
 typedef enum { T_STR, T_U64, T_F64 } ctype_t;
@@ -117,6 +118,10 @@ static const setting_t s_settings[] = {
       "an agent's sample count is capped at this when weighting the mean"),
     U("secagg", "phase_timeout", sa_phase_timeout, 1, 86400, "30",
       "seconds each key-exchange and unmasking phase waits for agents"),
+    S("secagg", "identity_ca", sa_identity_ca, "",
+      "the operator's identity CA public key (64 hex digits or a .pub file): agents sign their "
+      "round keys and a consistency round runs, so that even a malicious coordinator learns no "
+      "single update (the active-server model; needs threat = semi-malicious)"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])
@@ -209,6 +214,14 @@ s_validate(const coord_config_t *cfg)
     if (strcmp(cfg->sa_threat, "semi-honest") != 0 && strcmp(cfg->sa_threat, "semi-malicious") != 0)
         return fl_fail(FL_EINVAL, "secagg.threat: '%s' is not semi-honest or semi-malicious",
                        cfg->sa_threat);
+    uint8_t ca_pk[32];
+    bool active = cfg->sa_identity_ca[0] != '\0';
+    if (active && fl_sign_pubkey_load(cfg->sa_identity_ca, ca_pk) != 0)
+        return fl_fail(FL_EINVAL, "secagg.identity_ca: %s", fl_errmsg());
+    if (active && strcmp(cfg->sa_threat, "semi-malicious") != 0)
+        return fl_fail(FL_EINVAL, "secagg.identity_ca needs secagg.threat = semi-malicious: against "
+                       "a coordinator that may lie, the threshold must be sized for it (SECAGG.md "
+                       "1.3)");
     if (strcmp(cfg->secagg, "on") == 0 && rc.rule != FL_ROBUST_NONE)
         return fl_fail(FL_EINVAL,
                        "server.aggregation = %s needs secagg.mode = off: a robust rule must see "
@@ -284,6 +297,9 @@ coord_config_load(const char *path, coord_config_t *cfg)
                        ctx.err[0] ? ctx.err : "syntax error");
     if (s_validate(&tmp) != 0)
         return fl_fail(FL_EINVAL, "%s: %s", path, fl_errmsg());
+    /* validated: the identity CA key loads */
+    tmp.sa_active = tmp.sa_identity_ca[0] != '\0' &&
+                    fl_sign_pubkey_load(tmp.sa_identity_ca, tmp.sa_ca_pk) == 0;
     *cfg = tmp;
     return 0;
 }
@@ -309,6 +325,28 @@ coord_config_validate(const coord_config_t *cfg)
     return s_validate(cfg);
 }
 
+/* Write text as "; " comment lines of at most 78 columns, breaking at spaces
+ * (inih reads lines of at most 200 bytes: a long help must not become one). */
+static void
+s_write_comment(FILE *f, const char *text)
+{
+    const size_t width = 76;
+    while (*text) {
+        size_t n = strlen(text), cut = n;
+        if (n > width) {
+            cut = width;
+            while (cut > 0 && text[cut] != ' ')
+                cut--;
+            if (cut == 0) /* one long word: cut it */
+                cut = width;
+        }
+        fprintf(f, "; %.*s\n", (int)cut, text);
+        text += cut;
+        while (*text == ' ')
+            text++;
+    }
+}
+
 void
 coord_config_write(const coord_config_t *cfg, FILE *f)
 {
@@ -322,7 +360,10 @@ coord_config_write(const coord_config_t *cfg, FILE *f)
             section = s->section;
             fprintf(f, "\n[%s]\n", section);
         }
-        fprintf(f, "; %s (default %s)\n%s = ", s->help, s->def, s->key);
+        char help[600];
+        snprintf(help, sizeof help, "%s (default %s)", s->help, s->def[0] ? s->def : "empty");
+        s_write_comment(f, help);
+        fprintf(f, "%s = ", s->key);
         if (s->type == T_STR) {
             fprintf(f, "%s\n", field);
         } else if (s->type == T_U64) {

@@ -8,6 +8,7 @@
 #ifndef COVEY_CONFIG_H
 #define COVEY_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +58,9 @@ typedef struct coord_config {
     uint64_t sa_bits, sa_levels;
     double sa_clip, sa_max_weight;
     uint64_t sa_phase_timeout; /* seconds for each key/unmask phase */
+    char sa_identity_ca[1024]; /* "" or the identity CA public key (hex or .pub path) */
+    bool sa_active;            /* identity_ca set: the active-server model */
+    uint8_t sa_ca_pk[32];      /* its key, when sa_active */
     /* [log] */
     char log_level[16];
 } coord_config_t;

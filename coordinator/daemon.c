@@ -24,7 +24,11 @@
  * sa.shares) and only the sum is ever decoded. Each key/unmask phase ends
  * when every member answered or secagg.phase_timeout passed; a phase left
  * with fewer than t agents fails the attempt, which is retried with fresh
- * keys.
+ * keys. With secagg.identity_ca set (the active-server model) only agents
+ * holding a certificate of that CA are selected, sa.adv is signed with the
+ * agent's identity key, and a consistency round (sa.chk -> sa.sig) runs
+ * between the masked input and the unmasking, so that agents reveal shares
+ * only for a set of survivors that t of their neighbours signed.
  * An attempt that ends (all reported, or the deadline) with fewer than
  * min_fit updates is recorded as failed and retried as attempt+1. Anything an
  * agent sends that is invalid is logged with its reason, counted, answered
@@ -55,6 +59,7 @@
 #include "fl_proto.h"
 #include "fl_robust.h"
 #include "fl_rng.h"
+#include "fl_identity.h"
 #include "fl_sagraph.h"
 #include "fl_saserver.h"
 #include "fl_serveropt.h"
@@ -111,10 +116,13 @@ typedef struct sess {
     int64_t ready_ms;
     bool sa_in;      /* selected for the secure-aggregation round in progress */
     uint32_t sa_idx; /* its index there */
-    /* digests of its accepted sa.adv, sa.shr, sa.shares: a retransmission
-     * (after a reconnection) is recognised and ignored */
-    bool sa_seen[3];
-    uint8_t sa_seen_digest[3][32];
+    /* digests of its accepted sa.adv, sa.shr, sa.shares, sa.sig: a
+     * retransmission (after a reconnection) is recognised and ignored */
+    bool sa_seen[4];
+    uint8_t sa_seen_digest[4][32];
+    /* the identity certificate it sent in hello (checked when selecting) */
+    bool has_cert;
+    uint8_t cert[FL_CERT_LEN];
 } sess_t;
 
 /*
@@ -252,6 +260,25 @@ s_online(const coord_t *c, const sess_t *s)
 {
     return s->hello && s->rid_len > 0 &&
            fl_now_ms() - s->last_seen_ms < (int64_t)c->cfg.stale_after * 1000;
+}
+
+/* Whether s's identity certificate is one of the identity CA's and names its
+ * CURVE key (the active-server model admits no other agent to a round). */
+static bool
+s_cert_ok(const coord_t *c, const sess_t *s)
+{
+    uint8_t curve[32];
+    return s->has_cert && zmq_z85_decode(curve, s->key) &&
+           sodium_memcmp(curve, FL_CERT_CURVE_PK(s->cert), 32) == 0 &&
+           fl_cert_verify(c->cfg.sa_ca_pk, s->cert) == 0;
+}
+
+/* Online and, under the active-server model, certified: may be selected to
+ * train. */
+static bool
+s_eligible(const coord_t *c, const sess_t *s)
+{
+    return s_online(c, s) && (!c->secagg || !c->cfg.sa_active || s_cert_ok(c, s));
 }
 
 static bool
@@ -451,7 +478,7 @@ s_sample(coord_t *c, double fraction, size_t min_k, size_t *chosen)
     uint32_t *idx = fl_xmalloc((c->n_sess + 1) * sizeof *idx);
     fl_rng_t rng;
     for (size_t i = 0; i < c->n_sess; i++)
-        if (s_online(c, &c->sess[i]))
+        if (s_eligible(c, &c->sess[i]))
             idx[n++] = (uint32_t)i;
     k = (size_t)ceil(fraction * (double)n);
     if (k < min_k)
@@ -514,8 +541,11 @@ s_sa_begin(coord_t *c, const size_t *chosen, size_t k)
     st->clip = c->dp ? c->clip : c->cfg.sa_clip;
     st->wmax = c->dp ? 0.0 : c->cfg.sa_max_weight;
     st->dim = fl_params_numel(c->global) + (c->adaptive ? 1 : 0) + FL_SA_METRICS;
+    st->active = c->cfg.sa_active;
     randombytes_buf(st->nonce, sizeof st->nonce);
     if ((rc = fl_sa_server_new(st, &c->sa)) != 0)
+        return rc;
+    if (st->active && (rc = fl_sa_server_set_ca(c->sa, c->cfg.sa_ca_pk)) != 0)
         return rc;
     c->sa_sess = fl_xrealloc(c->sa_sess, k * sizeof *c->sa_sess);
     for (size_t i = 0; i < k; i++) {
@@ -525,9 +555,10 @@ s_sa_begin(coord_t *c, const size_t *chosen, size_t k)
     }
     c->sa_deadline_ms = fl_now_ms() + (int64_t)c->cfg.sa_phase_timeout * 1000;
     fl_info("secure aggregation set up",
-            "round=%lld attempt=%lld agents=%zu graph=%s k=%u t=%u bits=%u levels=%u clip=%g",
+            "round=%lld attempt=%lld agents=%zu graph=%s k=%u t=%u bits=%u levels=%u clip=%g "
+            "model=%s",
             (long long)c->round, (long long)c->attempt, k, gp.full ? "full" : "harary", gp.k,
-            gp.t, st->bits, st->levels, st->clip);
+            gp.t, st->bits, st->levels, st->clip, st->active ? "active" : "semi-honest");
     return 0;
 }
 
@@ -548,6 +579,7 @@ s_sa_fill(const coord_t *c, const sess_t *s, fl_msg_t *m)
     m->sa_dim = st->dim;
     m->sa_clip = st->clip;
     m->sa_wmax = st->wmax;
+    m->sa_active = st->active;
     m->has_nonce = true;
     memcpy(m->nonce, st->nonce, sizeof m->nonce);
 }
@@ -569,7 +601,9 @@ s_maybe_start_round(coord_t *c)
         fl_info("federation complete", "rounds=%lld", (long long)c->rounds_done);
         return;
     }
-    size_t online = s_count_online(c);
+    size_t online = 0;
+    for (size_t i = 0; i < c->n_sess; i++)
+        online += s_eligible(c, &c->sess[i]);
     if (online < c->cfg.min_available || (c->secagg && online < 2) ||
         fl_now_ms() < c->retry_at_ms)
         return;
@@ -1146,21 +1180,37 @@ typedef struct {
     const char *left_out;
 } sa_phase_msg_t;
 
+/* The U3 bitmap of the consistency round: the same for every agent. */
+static int
+s_sa_chk_for(fl_sa_server_t *sa, uint32_t idx, const uint8_t **out, size_t *out_len)
+{
+    (void)idx;
+    return fl_sa_server_chk(sa, out, out_len);
+}
+
+#define S_NO_MASKED "secure aggregation: no masked input in time"
+
 /* The opening message of phase ph, or NULL (adv opens with "train", done
- * and failed with none). */
+ * and failed with none). The active-server model (signed keys) inserts the
+ * consistency round: sa.chk goes to U3, and sa.unmask to the U4 that signed. */
 static const sa_phase_msg_t *
-s_sa_phase_msg(fl_sa_phase_t ph)
+s_sa_phase_msg(const coord_t *c, fl_sa_phase_t ph)
 {
     static const sa_phase_msg_t keys = {FL_MSG_SA_KEYS, 1, 2, fl_sa_server_keys_for,
                                         "secure aggregation: no keys advertised in time"};
     static const sa_phase_msg_t mreq = {FL_MSG_SA_MREQ, 2, 3, fl_sa_server_mreq_for,
                                         "secure aggregation: no shares sent in time"};
+    static const sa_phase_msg_t chk = {FL_MSG_SA_CHK, 3, 4, s_sa_chk_for, S_NO_MASKED};
     static const sa_phase_msg_t unmask = {FL_MSG_SA_UNMASK, 3, 5, fl_sa_server_unmask_for,
-                                          "secure aggregation: no masked input in time"};
+                                          S_NO_MASKED};
+    static const sa_phase_msg_t unmask_signed = {
+        FL_MSG_SA_UNMASK, 4, 5, fl_sa_server_unmask_for,
+        "secure aggregation: no consistency signature in time"};
     switch (ph) {
     case FL_SA_PH_SHR: return &keys;
     case FL_SA_PH_MASKED: return &mreq;
-    case FL_SA_PH_UNMASK: return &unmask;
+    case FL_SA_PH_CHK: return &chk;
+    case FL_SA_PH_UNMASK: return c->sa_setup.active ? &unmask_signed : &unmask;
     default: return NULL;
     }
 }
@@ -1186,7 +1236,7 @@ s_sa_send_records(coord_t *c, sess_t *s, uint32_t idx, const sa_phase_msg_t *pm)
 static void
 s_sa_send_phase(coord_t *c)
 {
-    const sa_phase_msg_t *pm = s_sa_phase_msg(fl_sa_server_phase(c->sa));
+    const sa_phase_msg_t *pm = s_sa_phase_msg(c, fl_sa_server_phase(c->sa));
     size_t k = fl_sa_server_count(c->sa, 0);
     for (size_t i = 0; pm && i < k; i++) {
         sess_t *s = &c->sess[c->sa_sess[i]];
@@ -1264,14 +1314,28 @@ s_sa_progress(coord_t *c, int64_t now)
         }
         s_sa_send_phase(c);
         c->sa_deadline_ms = next;
-        fl_info("secure aggregation: unmasking", "round=%lld u3=%zu", (long long)c->round,
-                fl_sa_server_count(c->sa, 3));
+        fl_info(c->sa_setup.active ? "secure aggregation: consistency check"
+                                   : "secure aggregation: unmasking",
+                "round=%lld u3=%zu", (long long)c->round, fl_sa_server_count(c->sa, 3));
         return;
     }
+    case FL_SA_PH_CHK:
+        if (s_sa_waiting(c, 3, 4) > 0 && now < c->sa_deadline_ms)
+            return;
+        if (fl_sa_server_close_chk(c->sa) != 0) {
+            s_sa_failed(c, "consistency check");
+            return;
+        }
+        s_sa_send_phase(c);
+        c->sa_deadline_ms = next;
+        fl_info("secure aggregation: unmasking", "round=%lld u3=%zu u4=%zu", (long long)c->round,
+                fl_sa_server_count(c->sa, 3), fl_sa_server_count(c->sa, 4));
+        return;
     case FL_SA_PH_UNMASK:
         /* not at the first t shares of each secret: as many as can be had
-         * (t + 2 find a single forged share), within the deadline */
-        if (!fl_sa_server_checkable(c->sa) && s_sa_waiting(c, 3, 5) > 0 &&
+         * (t + 2 find a single forged share), within the deadline (U4 = U3
+         * unless the consistency round ran) */
+        if (!fl_sa_server_checkable(c->sa) && s_sa_waiting(c, 4, 5) > 0 &&
             now < c->sa_deadline_ms)
             return;
         if (!fl_sa_server_ready(c->sa))
@@ -1451,7 +1515,7 @@ s_sa_resend(coord_t *c, sess_t *s)
 {
     if (!c->sa || !s->sa_in || c->phase != PH_TRAIN)
         return;
-    const sa_phase_msg_t *pm = s_sa_phase_msg(fl_sa_server_phase(c->sa));
+    const sa_phase_msg_t *pm = s_sa_phase_msg(c, fl_sa_server_phase(c->sa));
     if (!pm || !fl_sa_server_member(c->sa, s->sa_idx, pm->to) ||
         fl_sa_server_member(c->sa, s->sa_idx, pm->done) ||
         (pm->type == FL_MSG_SA_MREQ && s->role != R_SELECTED))
@@ -1482,25 +1546,43 @@ s_sa_accept(coord_t *c, sess_t *s, const fl_msg_t *m)
     return false;
 }
 
-/* sa.adv, sa.shr and sa.shares: into the round's state, then maybe on. An
- * exact copy of one already accepted is a retransmission (the agent could
- * not know whether it arrived before a reconnection): ignored. */
+/* sa.adv under the model of the round: signed with the identity key of the
+ * certificate the agent presented in hello, or plain. */
+static int
+s_sa_on_adv(coord_t *c, const sess_t *s, const fl_msg_t *m)
+{
+    if (!c->sa_setup.active)
+        return fl_sa_server_on_adv(c->sa, s->sa_idx, m->cpk, m->spk);
+    if (!m->has_sig || !s->has_cert)
+        return fl_fail(FL_EPROTO, "sa.adv: the active-server model needs a signature (sig) and "
+                       "an identity certificate (in hello)");
+    return fl_sa_server_on_adv_signed(c->sa, s->sa_idx, m->cpk, m->spk, m->sig, s->cert);
+}
+
+/* sa.adv, sa.shr, sa.shares and sa.sig: into the round's state, then maybe
+ * on. An exact copy of one already accepted is a retransmission (the agent
+ * could not know whether it arrived before a reconnection): ignored. */
 static void
 s_on_sa(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t len)
 {
     int rc;
     uint8_t digest[32];
     crypto_generichash_state h;
-    unsigned kind = m->type == FL_MSG_SA_ADV ? 0 : m->type == FL_MSG_SA_SHR ? 1 : 2;
+    unsigned kind = m->type == FL_MSG_SA_ADV   ? 0
+                    : m->type == FL_MSG_SA_SHR ? 1
+                    : m->type == FL_MSG_SA_SIG ? 3
+                                               : 2;
     if (!s_sa_accept(c, s, m))
         return;
     crypto_generichash_init(&h, NULL, 0, sizeof digest);
     if (m->type == FL_MSG_SA_ADV) {
         crypto_generichash_update(&h, m->cpk, sizeof m->cpk);
         crypto_generichash_update(&h, m->spk, sizeof m->spk);
-    } else {
-        crypto_generichash_update(&h, data, len);
     }
+    if (m->has_sig)
+        crypto_generichash_update(&h, m->sig, sizeof m->sig);
+    if (len > 0)
+        crypto_generichash_update(&h, data, len);
     crypto_generichash_final(&h, digest, sizeof digest);
     if (s->sa_seen[kind] && sodium_memcmp(digest, s->sa_seen_digest[kind], 32) == 0) {
         fl_debug("secure aggregation: retransmission ignored", "agent=%s type=%s", s->name,
@@ -1508,7 +1590,9 @@ s_on_sa(coord_t *c, sess_t *s, const fl_msg_t *m, const uint8_t *data, size_t le
         return;
     }
     if (m->type == FL_MSG_SA_ADV)
-        rc = fl_sa_server_on_adv(c->sa, s->sa_idx, m->cpk, m->spk);
+        rc = s_sa_on_adv(c, s, m);
+    else if (m->type == FL_MSG_SA_SIG)
+        rc = fl_sa_server_on_sig(c->sa, s->sa_idx, m->sig);
     else if (m->type == FL_MSG_SA_SHR)
         rc = fl_sa_server_on_shr(c->sa, s->sa_idx, data, len);
     else
@@ -1532,6 +1616,14 @@ s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
     s->n_train = m->n_train;
     s->n_test = m->n_test;
     snprintf(s->version, sizeof s->version, "%s", m->version);
+    s->has_cert = m->has_cert;
+    memcpy(s->cert, m->cert, sizeof s->cert);
+    if (c->secagg && c->cfg.sa_active && !s_cert_ok(c, s))
+        fl_warn("agent has no valid identity certificate: it is not selected while "
+                "secagg.identity_ca is set",
+                "agent=%s cert=%s hint=\"%s\"", s->name, s->has_cert ? "invalid" : "none",
+                s->has_cert ? "not signed by the identity CA, or not for this agent's key"
+                            : "covey-agent run --identity-cert FILE");
     if (fl_store_agent_seen(c->store, s->id, fl_wall_ms(), m->version, (int64_t)m->n_train,
                             (int64_t)m->n_test) != 0)
         fl_warn("cannot record agent contact", "agent=%s reason=\"%s\"", s->name, fl_errmsg());
@@ -1622,6 +1714,7 @@ s_handle_agent_msg(coord_t *c)
     case FL_MSG_SA_ADV:
     case FL_MSG_SA_SHR:
     case FL_MSG_SA_SHARES:
+    case FL_MSG_SA_SIG:
         s_on_sa(c, s, &m, nm.has_data ? zmq_msg_data(&nm.data) : NULL,
                 nm.has_data ? zmq_msg_size(&nm.data) : 0);
         break;
@@ -1659,6 +1752,7 @@ s_live(coord_t *c, status_live_t *l)
         l->sa_k = c->sa_setup.k;
         l->sa_t = c->sa_setup.t;
         l->sa_full = c->sa_setup.full;
+        l->sa_active = c->sa_setup.active;
         for (unsigned i = 0; i < 6; i++)
             l->sa_counts[i] = (int64_t)fl_sa_server_count(c->sa, i);
     }

@@ -241,12 +241,14 @@ status_build(fl_store_t *store, const coord_config_t *cfg, const status_live_t *
     if (live && live->sa_phase && strcmp(live->phase, "train") == 0)
         json_object_set_new(
             round, "secure_aggregation",
-            json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "phase",
-                      live->sa_phase, "graph", live->sa_full ? "full" : "harary", "k",
-                      (json_int_t)live->sa_k, "t", (json_int_t)live->sa_t, "participants",
-                      "selected", (json_int_t)live->sa_counts[0], "advertised",
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "phase",
+                      live->sa_phase, "model", live->sa_active ? "active" : "semi-honest",
+                      "graph", live->sa_full ? "full" : "harary", "k", (json_int_t)live->sa_k,
+                      "t", (json_int_t)live->sa_t, "participants", "selected",
+                      (json_int_t)live->sa_counts[0], "advertised",
                       (json_int_t)live->sa_counts[1], "shared", (json_int_t)live->sa_counts[2],
-                      "masked", (json_int_t)live->sa_counts[3], "unmasking",
+                      "masked", (json_int_t)live->sa_counts[3], "signed",
+                      (json_int_t)live->sa_counts[4], "unmasking",
                       (json_int_t)live->sa_counts[5]));
     json_object_set_new(st, "secure_aggregation", json_string(cfg->secagg));
     json_object_set_new(st, "round", round);
@@ -362,12 +364,16 @@ status_render(const json_t *st, FILE *f)
         json_t *sa = json_object_get(round, "secure_aggregation");
         if (sa) {
             json_t *p = json_object_get(sa, "participants");
-            fprintf(f, "  secagg        %s graph k=%lld t=%lld, phase %s: %lld selected, "
-                    "%lld keys, %lld shared, %lld masked, %lld unmasking\n",
+            bool active = strcmp(s_str(sa, "model"), "active") == 0;
+            fprintf(f, "  secagg        %s graph k=%lld t=%lld%s, phase %s: %lld selected, "
+                    "%lld keys, %lld shared, %lld masked, ",
                     s_str(sa, "graph"), (long long)s_int(sa, "k"), (long long)s_int(sa, "t"),
-                    s_str(sa, "phase"), (long long)s_int(p, "selected"),
-                    (long long)s_int(p, "advertised"), (long long)s_int(p, "shared"),
-                    (long long)s_int(p, "masked"), (long long)s_int(p, "unmasking"));
+                    active ? " (active model)" : "", s_str(sa, "phase"),
+                    (long long)s_int(p, "selected"), (long long)s_int(p, "advertised"),
+                    (long long)s_int(p, "shared"), (long long)s_int(p, "masked"));
+            if (active)
+                fprintf(f, "%lld signed, ", (long long)s_int(p, "signed"));
+            fprintf(f, "%lld unmasking\n", (long long)s_int(p, "unmasking"));
         }
     } else if (running) {
         fprintf(f, "  round         %s (next: %lld)\n",

@@ -27,9 +27,10 @@ typedef struct status_live {
     uint64_t invalid_messages;
     const char *stop_reason;      /* why the federation stopped early, or "" */
     /* secure aggregation of the attempt in progress: sa_phase NULL when none */
-    const char *sa_phase;         /* "adv", "shr", "masked", "unmask", "done", "failed" */
+    const char *sa_phase;         /* "adv", "shr", "masked", "chk", "unmask", "done", "failed" */
     int64_t sa_k, sa_t;
     bool sa_full;
+    bool sa_active;               /* the active-server model: signed keys, consistency round */
     int64_t sa_counts[6];         /* |U0| selected .. |U5| unmasking shares sent */
     /* Whether the agent with this public key is online now. */
     bool (*is_online)(const char *pubkey, void *arg);

@@ -14,6 +14,7 @@
  *   --die-at adv      killed (SIGKILL) on receiving "train", before sa.adv
  *   --die-at shr      killed on receiving sa.keys, before sa.shr
  *   --die-at masked   killed on receiving sa.mreq, before its masked input
+ *   --die-at sig      killed on receiving sa.chk, before sa.sig (active model)
  *   --die-at shares   killed on receiving sa.unmask, before sa.shares
  *   --forge KIND      sends one extra phase message besides the good ones:
  *       forged-adv      a second sa.adv with other keys (refused)
@@ -26,6 +27,12 @@
  *                       shares against each other can catch it)
  *       replay-adv      sa.adv again, identical (a retransmission: ignored)
  *       dup-shares      sa.shares again, identical (a retransmission: ignored)
+ *       unsigned-adv    (active model) first an sa.adv without its signature
+ *                       (refused), then the good one
+ *       forged-sig      (active model) first an sa.sig with one bit flipped
+ *                       (refused), then the good one
+ * With --identity-ca KEY --identity-cert FILE it presents the certificate in
+ * hello and takes part in active-server rounds (signed keys, sa.chk/sa.sig).
  * Evaluation tasks and tasks without a secure-aggregation setup are declined
  * with "fail". Every message from the coordinator is printed on stdout as
  * "reply <fl_msg_describe>"; steps as "sent ...".
@@ -41,6 +48,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_identity.h"
 #include "fl_keys.h"
 #include "fl_net.h"
 #include "fl_proto.h"
@@ -50,7 +58,9 @@
 #define PING_MS 2000
 
 typedef struct sa_agent {
-    const char *coordinator, *server_key, *key_path, *die_at, *forge;
+    const char *coordinator, *server_key, *key_path, *die_at, *forge, *ca_path, *cert_path;
+    fl_identity_t *id;
+    uint8_t ca_pk[32], cert[FL_CERT_LEN];
     double value;
     uint64_t samples, round;
     void *ctx, *sock;
@@ -135,8 +145,11 @@ s_on_train(sa_agent_t *a, const fl_msg_t *m)
     st.k = (uint32_t)m->sa_k, st.t = (uint32_t)m->sa_t, st.full = m->sa_full != 0;
     st.bits = (unsigned)m->sa_bits, st.levels = (uint32_t)m->sa_levels;
     st.clip = m->sa_clip, st.wmax = m->sa_wmax, st.dim = m->sa_dim;
+    st.active = m->sa_active != 0;
     memcpy(st.nonce, m->nonce, 32);
-    if (fl_sa_client_new(&st, &a->sa) != 0) {
+    if (fl_sa_client_new(&st, &a->sa) != 0 ||
+        (st.active && fl_sa_client_set_identity(a->sa, a->id, a->cert, a->ca_pk) != 0)) {
+        fl_sa_client_destroy(&a->sa);
         printf("setup-refused reason=\"%s\"\n", fl_errmsg());
         s_reply(a, FL_MSG_FAIL, m);
         return;
@@ -147,6 +160,10 @@ s_on_train(sa_agent_t *a, const fl_msg_t *m)
     adv.has_cpk = adv.has_spk = true;
     memcpy(adv.cpk, fl_sa_client_cpk(a->sa), 32);
     memcpy(adv.spk, fl_sa_client_spk(a->sa), 32);
+    if (s_forging(a, "unsigned-adv", m->round) && s_send(a, &adv, NULL, 0) == 0)
+        printf("sent forged unsigned-adv\n");
+    if (st.active && fl_sa_client_adv_sig(a->sa, adv.sig) == 0)
+        adv.has_sig = true;
     if (s_send(a, &adv, NULL, 0) == 0)
         printf("sent sa.adv round=%llu idx=%u n=%u k=%u t=%u\n", (unsigned long long)m->round,
                st.idx, st.n, st.k, st.t);
@@ -202,6 +219,26 @@ s_on_sa(sa_agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
     }
     fl_msg_init(&r, m->type == FL_MSG_SA_KEYS ? FL_MSG_SA_SHR : FL_MSG_SA_SHARES);
     r.round = m->round, r.attempt = m->attempt;
+    if (m->type == FL_MSG_SA_CHK) {
+        s_maybe_die(a, "sig", m->round);
+        fl_msg_init(&r, FL_MSG_SA_SIG);
+        r.round = m->round, r.attempt = m->attempt, r.has_sig = true;
+        if (fl_sa_client_on_chk(a->sa, data, len, r.sig) != 0) {
+            printf("client-aborted at=sa.chk reason=\"%s\"\n", fl_errmsg());
+            s_reply(a, FL_MSG_FAIL, m);
+            fl_sa_client_destroy(&a->sa);
+            return;
+        }
+        if (s_forging(a, "forged-sig", m->round)) {
+            r.sig[7] ^= 0x10;
+            if (s_send(a, &r, NULL, 0) == 0)
+                printf("sent forged forged-sig\n");
+            r.sig[7] ^= 0x10;
+        }
+        if (s_send(a, &r, NULL, 0) == 0)
+            printf("sent sa.sig\n");
+        return;
+    }
     if (m->type == FL_MSG_SA_KEYS) {
         s_maybe_die(a, "shr", m->round);
         rc = fl_sa_client_on_keys(a->sa, data, len, &out, &out_len);
@@ -290,6 +327,7 @@ s_handle_msg(sa_agent_t *a)
     case FL_MSG_EVAL: s_reply(a, FL_MSG_FAIL, &m); break;
     case FL_MSG_SA_KEYS:
     case FL_MSG_SA_MREQ:
+    case FL_MSG_SA_CHK:
     case FL_MSG_SA_UNMASK:
         if (fl_msg_check_data(&m, len) == 0)
             s_on_sa(a, &m, data, len);
@@ -305,7 +343,7 @@ s_usage(FILE *f)
 {
     fprintf(f, "usage: sa_agent --coordinator EP --server-key KEY --key FILE [--value V]\n"
                "                [--samples N] [--round R] [--die-at PHASE] [--forge KIND]\n"
-               "                [--exit-after S]\n"
+               "                [--exit-after S] [--identity-ca KEY --identity-cert FILE]\n"
                "A scripted secure-aggregation participant with a known update (see the\n"
                "comment at the top of tests/tools/sa_agent.c).\n");
 }
@@ -319,6 +357,7 @@ main(int argc, char **argv)
         {"samples", required_argument, NULL, 's'},     {"round", required_argument, NULL, 'r'},
         {"die-at", required_argument, NULL, 'd'},      {"forge", required_argument, NULL, 'f'},
         {"exit-after", required_argument, NULL, 'x'},  {"help", no_argument, NULL, 'h'},
+        {"identity-ca", required_argument, NULL, 'A'}, {"identity-cert", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     sa_agent_t *a = fl_xcalloc(1, sizeof *a);
     uint64_t exit_s = 600;
@@ -343,6 +382,8 @@ main(int argc, char **argv)
             break;
         case 'd': a->die_at = optarg; break;
         case 'f': a->forge = optarg; break;
+        case 'A': a->ca_path = optarg; break;
+        case 'C': a->cert_path = optarg; break;
         case 'x':
             if (fl_parse_u64(optarg, "--exit-after", &exit_s) != 0)
                 return 2;
@@ -365,6 +406,12 @@ main(int argc, char **argv)
         fprintf(stderr, "sa_agent: %s\n", fl_errmsg());
         goto out;
     }
+    if (a->ca_path && (fl_sign_pubkey_load(a->ca_path, a->ca_pk) != 0 || !a->cert_path ||
+                       fl_cert_load(a->cert_path, a->cert) != 0 ||
+                       fl_identity_derive(fl_keypair_secret(a->kp), &a->id) != 0)) {
+        fprintf(stderr, "sa_agent: identity: %s\n", a->cert_path ? fl_errmsg() : "no cert");
+        goto out;
+    }
     a->ctx = zmq_ctx_new();
     if (fl_net_client(a->ctx, a->coordinator, a->server_pub, a->kp, NULL, &a->sock) != 0) {
         fprintf(stderr, "sa_agent: %s\n", fl_errmsg());
@@ -381,6 +428,10 @@ main(int argc, char **argv)
             fl_msg_init(&h, FL_MSG_HELLO);
             snprintf(h.version, sizeof h.version, "sa-agent-0.1");
             h.n_train = a->samples;
+            if (a->id) {
+                h.has_cert = true;
+                memcpy(h.cert, a->cert, sizeof h.cert);
+            }
             (void)s_send(a, &h, NULL, 0);
             a->last_hello_ms = now;
         }
@@ -407,6 +458,7 @@ out:
     if (a->ctx)
         zmq_ctx_term(a->ctx);
     fl_keypair_destroy(&a->kp);
+    fl_identity_destroy(&a->id);
     fl_sa_client_destroy(&a->sa);
     free(a->y);
     free(a);

@@ -140,7 +140,12 @@ s_full(fl_msg_t *m, fl_msg_type_t type)
     case FL_MSG_SA_SHARES:
     case FL_MSG_SA_KEYS:
     case FL_MSG_SA_MREQ:
-    case FL_MSG_SA_UNMASK: m->round = 42, m->attempt = 2; break;
+    case FL_MSG_SA_UNMASK:
+    case FL_MSG_SA_CHK: m->round = 42, m->attempt = 2; break;
+    case FL_MSG_SA_SIG:
+        m->round = 42, m->attempt = 2, m->has_sig = true;
+        memset(m->sig, 0x33, sizeof m->sig);
+        break;
     default: break;
     }
     /* the digest and signature bytes only where the type carries them */
@@ -294,16 +299,17 @@ test_type_names_and_directions(void **state)
                                   "fail", "welcome", "train", "eval", "chunk", "pull", "ack",
                                   "reject", "error", "abort", "enroll", "enrolled", "rotate",
                                   "rotated", "sa.adv", "sa.shr", "sa.shares", "sa.keys",
-                                  "sa.mreq", "sa.unmask"};
+                                  "sa.mreq", "sa.unmask", "sa.chk", "sa.sig"};
     assert_int_equal(sizeof names / sizeof names[0], FL_MSG_LAST + 1);
     for (int t = 0; t <= FL_MSG_LAST; t++) {
         assert_string_equal(fl_msg_type_name((fl_msg_type_t)t), names[t]);
         assert_int_equal(fl_msg_from_agent((fl_msg_type_t)t),
                          (t >= FL_MSG_HELLO && t <= FL_MSG_FAIL) || t == FL_MSG_ENROLL ||
-                             t == FL_MSG_ROTATE || (t >= FL_MSG_SA_ADV && t <= FL_MSG_SA_SHARES));
+                             t == FL_MSG_ROTATE || (t >= FL_MSG_SA_ADV && t <= FL_MSG_SA_SHARES) ||
+                             t == FL_MSG_SA_SIG);
         assert_int_equal(fl_msg_has_data((fl_msg_type_t)t),
                          t == FL_MSG_CHUNK || t == FL_MSG_UPD ||
-                             (t >= FL_MSG_SA_SHR && t <= FL_MSG_SA_UNMASK));
+                             (t >= FL_MSG_SA_SHR && t <= FL_MSG_SA_CHK));
     }
     assert_string_equal(fl_msg_type_name((fl_msg_type_t)99), "unknown");
     assert_string_equal(fl_msg_type_name((fl_msg_type_t)-1), "unknown");
@@ -836,15 +842,18 @@ test_check_data(void **state)
     assert_int_equal(fl_msg_check_data(&m, 4), 0);
     assert_int_equal(fl_msg_check_data(&m, 8), FL_EPROTO);
 
-    /* secure-aggregation records: whole records only */
-    static const struct { fl_msg_type_t t; size_t rec; } sa[] = {
-        {FL_MSG_SA_KEYS, 68}, {FL_MSG_SA_SHR, 132}, {FL_MSG_SA_MREQ, 132},
-        {FL_MSG_SA_UNMASK, 5}, {FL_MSG_SA_SHARES, 41}};
+    /* secure-aggregation records: whole records only (sa.keys and sa.unmask
+     * of either model: 68 or 260, 5 or 69 bytes) */
+    static const struct { fl_msg_type_t t; size_t rec, bad; } sa[] = {
+        {FL_MSG_SA_KEYS, 68, 7 * 68 + 1},      {FL_MSG_SA_KEYS, 260, 7 * 260 + 1},
+        {FL_MSG_SA_SHR, 132, 7 * 132 + 1},     {FL_MSG_SA_MREQ, 132, 7 * 132 + 1},
+        {FL_MSG_SA_UNMASK, 5, 7 * 5 + 1},      {FL_MSG_SA_UNMASK, 69, 7 * 69 + 1},
+        {FL_MSG_SA_SHARES, 41, 7 * 41 + 1}};
     for (size_t i = 0; i < sizeof sa / sizeof sa[0]; i++) {
         s_full(&m, sa[i].t);
         assert_int_equal(fl_msg_check_data(&m, sa[i].rec), 0);
         assert_int_equal(fl_msg_check_data(&m, 7 * sa[i].rec), 0);
-        assert_int_equal(fl_msg_check_data(&m, 7 * sa[i].rec + 1), FL_EPROTO);
+        assert_int_equal(fl_msg_check_data(&m, sa[i].bad), FL_EPROTO);
         assert_non_null(strstr(fl_errmsg(), "not a whole number of"));
         assert_int_equal(fl_msg_check_data(&m, 0), FL_EPROTO);
         assert_non_null(strstr(fl_errmsg(), "data frame missing"));
