@@ -1262,6 +1262,27 @@ s_sa_failed(coord_t *c, const char *what)
 }
 
 /*
+ * Close a key phase, whose members (U<from>) answer by joining U<to>, once
+ * all of them have answered or its deadline has passed, and open the next
+ * with a fresh deadline. True if it closed; false while it waits, or when too
+ * few answered (the attempt has then failed, as `what`).
+ */
+static bool
+s_sa_close(coord_t *c, int64_t now, unsigned from, unsigned to, int (*close)(fl_sa_server_t *),
+           const char *what)
+{
+    if (s_sa_waiting(c, from, to) > 0 && now < c->sa_deadline_ms)
+        return false;
+    if (close(c->sa) != 0) {
+        s_sa_failed(c, what);
+        return false;
+    }
+    s_sa_send_phase(c);
+    c->sa_deadline_ms = now + (int64_t)c->cfg.sa_phase_timeout * 1000;
+    return true;
+}
+
+/*
  * Move the secure-aggregation attempt on: close the phase under way when
  * every agent still in it has answered or its deadline has passed, and start
  * the next. Called after every sa.* message and from the timer.
@@ -1274,27 +1295,15 @@ s_sa_progress(coord_t *c, int64_t now)
         return;
     switch (fl_sa_server_phase(c->sa)) {
     case FL_SA_PH_ADV:
-        if (s_sa_waiting(c, 0, 1) > 0 && now < c->sa_deadline_ms)
-            return;
-        if (fl_sa_server_close_adv(c->sa) != 0) {
-            s_sa_failed(c, "key advertisement");
-            return;
-        }
-        s_sa_send_phase(c);
-        c->sa_deadline_ms = next;
-        fl_info("secure aggregation: keys advertised", "round=%lld u1=%zu of=%zu",
-                (long long)c->round, fl_sa_server_count(c->sa, 1), fl_sa_server_count(c->sa, 0));
+        if (s_sa_close(c, now, 0, 1, fl_sa_server_close_adv, "key advertisement"))
+            fl_info("secure aggregation: keys advertised", "round=%lld u1=%zu of=%zu",
+                    (long long)c->round, fl_sa_server_count(c->sa, 1),
+                    fl_sa_server_count(c->sa, 0));
         return;
     case FL_SA_PH_SHR:
-        if (s_sa_waiting(c, 1, 2) > 0 && now < c->sa_deadline_ms)
-            return;
-        if (fl_sa_server_close_shr(c->sa) != 0) {
-            s_sa_failed(c, "share exchange");
-            return;
-        }
-        s_sa_send_phase(c);
-        fl_info("secure aggregation: shares routed", "round=%lld u2=%zu", (long long)c->round,
-                fl_sa_server_count(c->sa, 2));
+        if (s_sa_close(c, now, 1, 2, fl_sa_server_close_shr, "share exchange"))
+            fl_info("secure aggregation: shares routed", "round=%lld u2=%zu",
+                    (long long)c->round, fl_sa_server_count(c->sa, 2));
         return;
     case FL_SA_PH_MASKED: {
         size_t pending = 0;
@@ -1320,16 +1329,10 @@ s_sa_progress(coord_t *c, int64_t now)
         return;
     }
     case FL_SA_PH_CHK:
-        if (s_sa_waiting(c, 3, 4) > 0 && now < c->sa_deadline_ms)
-            return;
-        if (fl_sa_server_close_chk(c->sa) != 0) {
-            s_sa_failed(c, "consistency check");
-            return;
-        }
-        s_sa_send_phase(c);
-        c->sa_deadline_ms = next;
-        fl_info("secure aggregation: unmasking", "round=%lld u3=%zu u4=%zu", (long long)c->round,
-                fl_sa_server_count(c->sa, 3), fl_sa_server_count(c->sa, 4));
+        if (s_sa_close(c, now, 3, 4, fl_sa_server_close_chk, "consistency check"))
+            fl_info("secure aggregation: unmasking", "round=%lld u3=%zu u4=%zu",
+                    (long long)c->round, fl_sa_server_count(c->sa, 3),
+                    fl_sa_server_count(c->sa, 4));
         return;
     case FL_SA_PH_UNMASK:
         /* not at the first t shares of each secret: as many as can be had
