@@ -230,11 +230,24 @@ def run_config(tmp, keys, csv, spec, n, rounds, secagg="off"):
         "rounds.rounds": rounds, "rounds.min_fit": n, "rounds.min_available": n,
         "rounds.eval_every": 0, "training.epochs": 1, "training.batch": 32,
         "rounds.train_timeout": 120, "rounds.stale_after": 30,
-        # "plus": secure aggregation with SecAgg+'s Harary graph at every size
-        "secagg.mode": "on" if secagg == "plus" else secagg,
+        # "plus": secure aggregation with SecAgg+'s Harary graph at every size;
+        # "active": the active-server model (identity CA, signed keys, R3)
+        "secagg.mode": "on" if secagg in ("plus", "active") else secagg,
     }
     if secagg == "plus":
         sets["secagg.full_max"] = 2
+    certs = []
+    if secagg == "active":
+        ca = os.path.join(d, "ca.key")
+        sets["secagg.threat"] = "semi-malicious"
+        sets["secagg.identity_ca"] = run(COORD, "ca", "init", "--out", ca).split()[0]
+        for i in range(n):
+            ident = re.search(r"--identity ([0-9a-f]{64})",
+                              run(AGENT, "identity", "--key", keys[i][0])).group(1)
+            cert = os.path.join(d, "a%03d.cert" % i)
+            run(COORD, "ca", "sign", "--ca", ca, "--agent-key", keys[i][1], "--identity", ident,
+                "--out", cert)
+            certs.append(["--identity-ca", ca + ".pub", "--identity-cert", cert])
     args = [COORD, "init", "--state", state, "--model", spec]
     for k, v in sets.items():
         args += ["--set", "%s=%s" % (k, v)]
@@ -260,7 +273,8 @@ def run_config(tmp, keys, csv, spec, n, rounds, secagg="off"):
             agents.append(procs.spawn(
                 [AGENT, "run", "--coordinator", endpoint, "--server-key",
                  os.path.join(state, "server.key.pub"), "--key", keys[i][0],
-                 "--data", csv, "--test-data", csv, "--seed", str(i + 1)], alogs[i], env))
+                 "--data", csv, "--test-data", csv, "--seed", str(i + 1)]
+                + (certs[i] if certs else []), alogs[i], env))
         t_start = time.time()
         deadline = t_start + CONFIG_DEADLINE_S
         done = 0
@@ -313,8 +327,9 @@ def analyse(clog, alogs, rounds):
             graph = "%s k=%s t=%s" % (e.get("graph"), e.get("k"), e.get("t_field"))
         elif m == "secure aggregation: shares routed":
             sa_routed[int(e["round"])] = e["t"]
-        elif m == "secure aggregation: unmasking":
-            sa_unmask[int(e["round"])] = e["t"]
+        elif m in ("secure aggregation: unmasking", "secure aggregation: consistency check"):
+            # the active model's consistency round counts as part of unmasking
+            sa_unmask.setdefault(int(e["round"]), e["t"])
         if m == "round started":
             start[int(e["round"])] = e["t"]
         elif m == "round committed":
@@ -455,7 +470,7 @@ def main():
                              3 if heavy > 1e8 or n >= 128 else base_rounds, "off"))
         # secure aggregation on and off, 1M model (section 5)
         for n in SA_COUNTS[:2] if quick else SA_COUNTS:
-            for mode in ("off", "on", "plus"):
+            for mode in ("off", "on", "plus", "active"):
                 plan.append(("secagg", MODELS[1][0], MODELS[1][1], n, 3, mode))
         if os.environ.get("COVEY_BENCH_ONLY") == "secagg":
             plan = [p for p in plan if p[0] == "secagg"]
@@ -593,9 +608,11 @@ def report(results, skipped, net):
     print("\n5. Secure aggregation per round, 1M model, median of rounds 2..R (seconds): off, SecAgg "
           "(default: full graph")
     print("   up to secagg.full_max = 100 agents) and SecAgg+ (Harary graph, secagg.full_max = 2)")
-    print("   %-4s %7s | %-20s %7s %7s %6s %6s | %-20s %7s %7s %6s %6s" % (
+    print("   and the active-server model (identity CA: signed keys and the consistency round, "
+          "full graph)")
+    print("   %-4s %7s | %-20s %7s %7s %6s %6s | %-20s %7s %7s %6s %6s | %7s %7s %6s %6s" % (
         "N", "off", "SecAgg graph", "wall", "added", "keys", "unmask", "SecAgg+ graph", "wall",
-        "added", "keys", "unmask"))
+        "added", "keys", "unmask", "active", "added", "keys", "unmask"))
     for n in sorted({r["n"] for r in sa}):
         def rows(mode):
             return [x for r in sa if r["n"] == n and r["secagg"] == mode
@@ -605,15 +622,16 @@ def report(results, skipped, net):
             return (g[0] or "-") if g else "-"
         w_off = med(rows("off"), "wall")
         cols = []
-        for mode in ("on", "plus"):
+        for mode in ("on", "plus", "active"):
             w = med(rows(mode), "wall")
             added = w - w_off if w is not None and w_off is not None else None
-            cols.append("%-20s %7s %7s %6s %6s" % (graph(mode), fmt(w), fmt(added),
-                                                  fmt(med(rows(mode), "sa_keys")),
-                                                  fmt(med(rows(mode), "sa_unmask"))))
-        print("   %-4d %7s | %s | %s" % (n, fmt(w_off), cols[0], cols[1]))
+            cols.append(("%-20s " % graph(mode) if mode != "active" else "") +
+                        "%7s %7s %6s %6s" % (fmt(w), fmt(added), fmt(med(rows(mode), "sa_keys")),
+                                             fmt(med(rows(mode), "sa_unmask"))))
+        print("   %-4d %7s | %s | %s | %s" % (n, fmt(w_off), cols[0], cols[1], cols[2]))
     print("   keys = setup -> shares routed (overlaps the agents' download and training); unmask =")
-    print("   unmasking -> committed (shares, reconstruction, mask removal, decoding, commit). All N")
+    print("   unmasking -> committed (shares, reconstruction, mask removal, decoding, commit; active:")
+    print("   from the consistency check, so the R3 round trip is included). All N")
     print("   agents share this machine's 2 vCPUs, so 'added' includes N clients' mask expansion,")
     print("   (k+1) x 4 MB of ChaCha20 each, done one after another here and in parallel on real")
     print("   devices: per client it is (k+1) x m words (bench_secagg, section 1), growing as k m.")
