@@ -242,7 +242,8 @@ coord_cmd_run(int argc, char **argv)
 /*
  * Parse --state DIR, --json, --watch[=SECS], --help and positional arguments.
  * Parsed by hand rather than with getopt because positional arguments are
- * often CURVE keys, and Z85 keys may begin with '-'. "--" ends the options.
+ * often CURVE keys, and Z85 keys may begin with '-', even "--" (a 40-character
+ * Z85 key is always taken as an argument). "--" ends the options.
  */
 int
 coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *usage, int *watch)
@@ -283,7 +284,8 @@ coord_parse_common(int argc, char **argv, coord_common_opts_t *o, const char *us
             if (a[7] == '=' && fl_cli_u64(a + 8, "--watch", 1, 3600, &secs) != 0)
                 return 2;
             *watch = (int)secs;
-        } else if (o->passthrough) {
+        } else if (o->passthrough || (strlen(a) == 40 && fl_key_check_z85(a) == 0)) {
+            /* (a Z85 key that happens to begin with "--": 1 in 7225 keys) */
             o->args[o->nargs++] = argv[i];
         } else {
             return fl_cli_error("unknown option '%s' (try --help)", a);

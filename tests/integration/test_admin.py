@@ -61,6 +61,26 @@ class AdminTest(covey.unittest.TestCase):
         finally:
             fed.close()
 
+    def test_keys_beginning_with_dashes_are_arguments(self):
+        # Z85 keys may begin with "--" (1 key in 7225): such a key is still
+        # the PUBLIC_KEY argument, not an unknown option; a real unknown
+        # option is still refused
+        fed = Federation("dashkey")
+        try:
+            key = "--" + "a1B2c3D4e5" * 3 + "f6G7h8I9"
+            self.assertEqual(len(key), 40)
+            run(COORD, "agents", "add", "edge-d", key, "--state", fed.state)
+            run(COORD, "admins", "add", "op-d", "--" + key[2:][::-1], "--role", "viewer",
+                "--state", fed.state)
+            rows = json.loads(run(COORD, "agents", "--json", "--state", fed.state).stdout)
+            self.assertIn(key, [r["public_key"] for r in rows], rows)
+            p = run(COORD, "agents", "add", "edge-x", "--bogus", "--state", fed.state,
+                    check=False)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("unknown option '--bogus'", p.stderr)
+        finally:
+            fed.close()
+
 
 if __name__ == "__main__":
     covey.main()
