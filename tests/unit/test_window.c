@@ -122,6 +122,29 @@ test_one_peer_pipelines_its_queue(void **state)
 }
 
 static void
+test_slot_kept_while_a_chunk_is_inside(void **state)
+{
+    (void)state;
+    /* however long it takes: a chunk libzmq still holds may be encrypted yet */
+    fl_window_t *w = fl_window_new(L);
+    fl_window_peer_t *a = fl_window_peer_new(w, 0), *b = fl_window_peer_new(w, 1);
+    void *h[2];
+    assert_int_equal(fl_window_push(w, a, 0, L, L, 0), 0); /* the end of the data, even */
+    assert_int_equal(fl_window_push(w, b, 0, L, L, 0), 0);
+    assert_int_equal(s_drain(w, h, NULL, NULL, 2), 1);
+    fl_window_update(w, 100 * FL_WINDOW_IDLE_MS);
+    assert_int_equal(s_slots(w), 1);
+    assert_int_equal(s_drain(w, NULL, NULL, NULL, 2), 0);
+    fl_window_chunk_free(NULL, h[0]);
+    fl_window_update(w, 100 * FL_WINDOW_IDLE_MS);
+    assert_int_equal(s_drain(w, NULL, NULL, NULL, 2), 1); /* b's turn */
+    fl_window_update(w, 100 * FL_WINDOW_IDLE_MS);
+    assert_int_equal(s_slots(w), 0);
+    fl_window_destroy(&w);
+    s_released = 0;
+}
+
+static void
 test_end_of_data_returns_the_slot(void **state)
 {
     (void)state;
@@ -432,6 +455,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_peer_pipelines_its_queue),
+        cmocka_unit_test(test_slot_kept_while_a_chunk_is_inside),
         cmocka_unit_test(test_end_of_data_returns_the_slot),
         cmocka_unit_test(test_slots_in_order_within_budget),
         cmocka_unit_test(test_a_slot_is_always_available),
