@@ -117,6 +117,9 @@ static const setting_t s_settings[] = {
       "an agent's sample count is capped at this when weighting the mean"),
     U("secagg", "phase_timeout", sa_phase_timeout, 1, 86400, "30",
       "seconds each key-exchange and unmasking phase waits for agents"),
+    U("transfer", "window", xfer_window, 1, 1e12, "1048576",
+      "bytes of model chunks and update pulls in ZeroMQ at once, all agents together; "
+      "more serves more agents at once (long links), and costs memory"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])

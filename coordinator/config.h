@@ -57,6 +57,8 @@ typedef struct coord_config {
     uint64_t sa_bits, sa_levels;
     double sa_clip, sa_max_weight;
     uint64_t sa_phase_timeout; /* seconds for each key/unmask phase */
+    /* [transfer] */
+    uint64_t xfer_window;      /* bytes of chunks and pulls inside ZeroMQ at once (fl_window) */
     /* [log] */
     char log_level[16];
 } coord_config_t;
