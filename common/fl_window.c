@@ -75,14 +75,14 @@ s_flight_unref(flight_t *fl)
         free(fl);
 }
 
+/* Non-blocking (a full pipe never stalls libzmq's I/O thread), close-on-exec. */
 static int
 s_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-                   fcntl(fd, F_SETFD, FD_CLOEXEC) < 0
-               ? -1
-               : 0;
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -1;
+    return 0;
 }
 
 fl_window_t *

@@ -567,9 +567,9 @@ def report(results, skipped, net):
             fmt(100 * dl / cs if dl and cs else None, "%.0f%%"),
             fmt(ul), fmt(100 * ul / cs if ul and cs else None, "%.0f%%"),
             "   <- single stream: one agent alone" if r["kind"] else ""))
-    print("   download = bytes of all agents' downloads / their span (they take turns, 4 at a time")
-    print("   with transfer.window = 1 MiB, while those served already train and upload on the same")
-    print("   2 vCPUs: compare the round wall time of section 1 too);")
+    print("   download = bytes of all agents' downloads / their span (they take turns, 4 at a")
+    print("   time with transfer.window = 1 MiB, while those served already train and upload on")
+    print("   the same 2 vCPUs: compare the round wall time of section 1 too);")
     print("   upload = one update pulled by the coordinator (serially, one agent at a time): "
           "bytes / (received -")
     print("   max(ready, previous update received)), median over updates")
