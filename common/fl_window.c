@@ -148,9 +148,11 @@ fl_window_peer_new(fl_window_t *self, size_t tag)
         self->cap = old ? 2 * old : 16;
         self->peers = fl_xrealloc(self->peers, self->cap * sizeof *self->peers);
         self->slots = fl_xrealloc(self->slots, self->cap * sizeof *self->slots);
-        /* the ring is unrolled into the new array, oldest first */
+        /* the ring is unrolled into the new array, oldest first (none waits
+         * before the first peer exists) */
+        assert(old > 0 || self->w_len == 0);
         fl_window_peer_t **ring = fl_xmalloc(self->cap * sizeof *ring);
-        for (size_t i = 0; i < self->w_len; i++)
+        for (size_t i = 0; old > 0 && i < self->w_len; i++)
             ring[i] = self->wait[(self->w_head + i) % old];
         free(self->wait);
         self->wait = ring;
