@@ -25,11 +25,12 @@
 #define FL_HDR_MAX 65536u            /* largest header frame, in bytes */
 #define FL_CHUNK_MAX (4u << 20)      /* largest data frame, in bytes */
 #define FL_CHUNK_DEFAULT (1u << 18)  /* chunk length agents and coordinator ask for: 256 KiB.
-                                      * Coordinator memory per downloading agent is about
-                                      * GET_WINDOW (4) encrypted chunks: 1 MiB chunks cost
-                                      * 0.9-1.3 MiB per agent, 256 KiB 0.36-0.48 MiB, 64 KiB
-                                      * 0.17-0.31 MiB (bench_federation, 32 agents); smaller
-                                      * chunks cut what is in flight on high-latency links. */
+                                      * ZeroMQ's CURVE engine keeps ONE encrypted copy of the
+                                      * chunk it is writing per connection (queued chunks are
+                                      * zero-copy), so the coordinator's transfer memory is
+                                      * about one chunk per agent holding a slot of its credit
+                                      * window (fl_window.h), not per agent; smaller chunks
+                                      * would cut what is in flight on high-latency links. */
 
 /* Largest model or update the protocol describes (2^31 float32 values, the
  * same bound as FL_PARAMS_MAX_ELEMS): caps nbytes, total and offsets so that

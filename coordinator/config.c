@@ -122,6 +122,9 @@ static const setting_t s_settings[] = {
       "the operator's identity CA public key (64 hex digits or a .pub file): agents sign their "
       "round keys and a consistency round runs, so that even a malicious coordinator learns no "
       "single update (the active-server model; needs threat = semi-malicious)"),
+    U("transfer", "window", xfer_window, 1, 1e12, "1048576",
+      "bytes of model chunks and update pulls in ZeroMQ at once, all agents together; "
+      "more serves more agents at once (long links), and costs memory"),
     S("log", "level", log_level, "info", "debug, info, warn or error"),
 };
 #define N_SETTINGS (sizeof s_settings / sizeof s_settings[0])

@@ -61,6 +61,8 @@ typedef struct coord_config {
     char sa_identity_ca[1024]; /* "" or the identity CA public key (hex or .pub path) */
     bool sa_active;            /* identity_ca set: the active-server model */
     uint8_t sa_ca_pk[32];      /* its key, when sa_active */
+    /* [transfer] */
+    uint64_t xfer_window;      /* bytes of chunks and pulls inside ZeroMQ at once (fl_window) */
     /* [log] */
     char log_level[16];
 } coord_config_t;

@@ -13,7 +13,10 @@
  * Memory is O(model): the global model and the aggregator's two buffers; an
  * update is never held whole: each chunk is checked and added into the
  * aggregator's spare buffer as it arrives, and the add takes effect only when
- * the whole update has arrived and matches its digest.
+ * the whole update has arrived and matches its digest. What ZeroMQ holds for
+ * the transfers is bounded over all agents together by the credit window
+ * (fl_window.h, transfer.window): gets wait in it until their agent holds a
+ * slot, and the update pulls share its budget.
  * With secure aggregation (secagg.mode = on, the default) an attempt runs
  * SecAgg+ around the same transfer (SECAGG.md 1.4): the train message
  * carries the setup; agents advertise keys (sa.adv), the coordinator routes
@@ -65,6 +68,7 @@
 #include "fl_serveropt.h"
 #include "fl_sign.h"
 #include "fl_store.h"
+#include "fl_window.h"
 #include "fl_zap.h"
 #include "state.h"
 #include "status.h"
@@ -123,6 +127,7 @@ typedef struct sess {
     /* the identity certificate it sent in hello (checked when selecting) */
     bool has_cert;
     uint8_t cert[FL_CERT_LEN];
+    fl_window_peer_t *wp; /* its gets waiting in the credit window (owned by it), or NULL */
 } sess_t;
 
 /*
@@ -147,11 +152,11 @@ s_pub_release(pubref_t *r)
     }
 }
 
+/* A chunk's reference, dropped by the credit window when libzmq frees it. */
 static void
-s_pub_free_fn(void *data, void *hint)
+s_pub_release_cb(void *ref)
 {
-    (void)data;
-    s_pub_release(hint);
+    s_pub_release(ref);
 }
 
 static pubref_t *
@@ -170,6 +175,7 @@ typedef struct coord {
     fl_store_t *zap_store; /* used only by the ZAP thread */
     void *ctx, *sock, *admin, *enroll, *radmin;
     fl_zap_t *zap;
+    fl_window_t *win;      /* bounds the chunks and pulls inside ZeroMQ (fl_window.h) */
     fl_keypair_t *kp;
     fl_datakey_t *dk;      /* seals checkpoints at rest */
     fl_signkey_t *sk;      /* signs every global model agents receive */
@@ -344,9 +350,13 @@ s_sess_for(coord_t *c, const char *key, const uint8_t *rid, size_t rid_len)
         snprintf(s->key, sizeof s->key, "%s", key);
     }
     snprintf(s->name, sizeof s->name, "%s", row.name);
-    /* a new connection (another routing id) must say hello again */
-    if (rid_len != s->rid_len || memcmp(rid, s->rid, rid_len) != 0)
+    /* a new connection (another routing id) must say hello again; the gets
+     * of the old one are moot (the agent resumes on the new one) */
+    if (rid_len != s->rid_len || memcmp(rid, s->rid, rid_len) != 0) {
         s->hello = false;
+        if (s->wp)
+            fl_window_peer_reset(c->win, s->wp);
+    }
     if (rid_len <= sizeof s->rid) {
         memcpy(s->rid, rid, rid_len);
         s->rid_len = rid_len;
@@ -787,6 +797,8 @@ s_sa_mean(coord_t *c, float *mean)
                             mean);
 }
 
+static void s_drop_get_cb(size_t tag, const fl_window_req_t *req, void *arg);
+
 /* Close the training attempt: aggregate and commit, or record the failure. */
 static int
 s_finish_attempt(coord_t *c)
@@ -841,6 +853,8 @@ s_finish_attempt(coord_t *c)
         return -1;
     }
     coord_model_digest(c->global, c->digest);
+    /* gets still queued name the model just replaced */
+    fl_window_drop_all(c->win, s_drop_get_cb, c);
 
     /* COMMIT: round row, checkpoint and metrics in one transaction. */
     char hexd[65];
@@ -1016,6 +1030,9 @@ s_pull_more(coord_t *c)
         size_t len = s->nbytes - c->pull_next;
         if (len > FL_CHUNK_DEFAULT)
             len = FL_CHUNK_DEFAULT;
+        /* the pulls share the credit window with the chunks (fl_window.h) */
+        if (!fl_window_may_pull(c->win, c->pull_next - c->pull_got, len))
+            break;
         fl_msg_init(&m, FL_MSG_PULL);
         m.round = (uint64_t)c->round;
         m.attempt = (uint64_t)c->attempt;
@@ -1027,6 +1044,75 @@ s_pull_more(coord_t *c)
 }
 
 static void s_update_refused(coord_t *c, sess_t *s, const char *reason);
+
+/* Send the chunk answering req of the agent whose gets p holds. */
+static void
+s_send_chunk(coord_t *c, fl_window_peer_t *p, const fl_window_req_t *req)
+{
+    sess_t *s = &c->sess[fl_window_peer_tag(p)];
+    fl_msg_t r;
+    size_t len = 0;
+    zmq_msg_t data;
+
+    fl_msg_init(&r, FL_MSG_CHUNK);
+    r.has_digest = true;
+    memcpy(r.digest, c->digest, 32);
+    r.offset = req->offset;
+    r.total = c->model_bytes;
+    if (s->rid_len == 0 || fl_msg_encode(&r, c->hdr, sizeof c->hdr, &len) != 0) {
+        fl_window_peer_reset(c->win, p);
+        return;
+    }
+    /* no copy: the chunk references the published model (see pubref_t) */
+    atomic_fetch_add(&c->gref->refs, 1);
+    void *hint = fl_window_chunk_hint(c->win, p, req, s_pub_release_cb, c->gref);
+    zmq_msg_init_data(&data, (uint8_t *)fl_params_data(c->global) + req->offset, req->length,
+                      fl_window_chunk_free, hint);
+    if (fl_net_send_msg(c->sock, s->rid, s->rid_len, c->hdr, len, &data, ZMQ_DONTWAIT) != 0) {
+        /* gone, or its queue is full: it resumes after a reconnection or a pause */
+        fl_debug("send failed", "agent=%s type=chunk reason=\"%s\"", s->name, fl_errmsg());
+        fl_window_peer_reset(c->win, p);
+    }
+}
+
+/* Send the chunks the credit window lets go now. */
+static void
+s_xfer_serve(coord_t *c)
+{
+    fl_window_peer_t *p;
+    fl_window_req_t req;
+    while (fl_window_next(c->win, &p, &req))
+        s_send_chunk(c, p, &req);
+}
+
+/*
+ * Move the bulk transfers on as far as the credit window allows: learn which
+ * chunks ZeroMQ has released, refill the update pulls first (one upload at a
+ * time, PULL_WINDOW deep), then send the chunks of the agents holding slots.
+ * Runs on every pass of the event loop, so also when ZeroMQ released a chunk
+ * (the window's fd is polled).
+ */
+static void
+s_xfer_pump(coord_t *c)
+{
+    fl_window_update(c->win, fl_now_ms());
+    if (c->pulling >= 0)
+        s_pull_more(c);
+    fl_window_set_pulls(c->win, c->pulling >= 0 ? c->pull_next - c->pull_got : 0);
+    s_xfer_serve(c);
+}
+
+/* A queued get of a model no longer served: answered as a get arriving now
+ * would be (not counted as invalid: it was valid when it came). */
+static void
+s_drop_get_cb(size_t tag, const fl_window_req_t *req, void *arg)
+{
+    coord_t *c = arg;
+    fl_debug("queued get dropped: the global model has moved on", "agent=%s offset=%llu",
+             c->sess[tag].name, (unsigned long long)req->offset);
+    s_send_reason(c, &c->sess[tag], FL_MSG_ERROR,
+                  "get: unknown model digest (the global model has moved on)");
+}
 
 /* The aggregation rule in use: the streaming FedAvg sum, or a robust
  * collector. Same contract as fl_aggr_begin/chunk/commit/abort. */
@@ -1359,10 +1445,14 @@ s_is_current(const coord_t *c, const fl_msg_t *m, int64_t round)
     return (int64_t)m->round == round && (int64_t)m->attempt == c->attempt;
 }
 
+/*
+ * A get is queued in the credit window (fl_window.h), and answered once its
+ * agent holds a slot: the window bounds the encrypted copies ZeroMQ makes of
+ * chunks, over all agents together.
+ */
 static void
 s_on_get(coord_t *c, sess_t *s, const fl_msg_t *m)
 {
-    fl_msg_t r;
     if (sodium_memcmp(m->digest, c->digest, 32) != 0) {
         s_invalid(c, s, s->name, "get: unknown model digest (the global model has moved on)");
         return;
@@ -1371,21 +1461,20 @@ s_on_get(coord_t *c, sess_t *s, const fl_msg_t *m)
         s_invalid(c, s, s->name, "get: range outside the model");
         return;
     }
-    fl_msg_init(&r, FL_MSG_CHUNK);
-    r.has_digest = true;
-    memcpy(r.digest, c->digest, 32);
-    r.offset = m->offset;
-    r.total = c->model_bytes;
-    size_t len = 0;
-    zmq_msg_t data;
-    if (s->rid_len == 0 || fl_msg_encode(&r, c->hdr, sizeof c->hdr, &len) != 0)
+    if (!s->wp)
+        s->wp = fl_window_peer_new(c->win, (size_t)(s - c->sess));
+    int rc = fl_window_push(c->win, s->wp, m->offset, (uint32_t)m->length, c->model_bytes,
+                            fl_now_ms());
+    if (rc < 0) {
+        char why[128];
+        snprintf(why, sizeof why, "get: %s", fl_errmsg());
+        s_invalid(c, s, s->name, why);
         return;
-    /* no copy: the chunk references the published model (see pubref_t) */
-    atomic_fetch_add(&c->gref->refs, 1);
-    zmq_msg_init_data(&data, (uint8_t *)fl_params_data(c->global) + m->offset, m->length,
-                      s_pub_free_fn, c->gref);
-    if (fl_net_send_msg(c->sock, s->rid, s->rid_len, c->hdr, len, &data, ZMQ_DONTWAIT) != 0)
-        fl_debug("send failed", "agent=%s type=chunk reason=\"%s\"", s->name, fl_errmsg());
+    }
+    if (rc == 1)
+        fl_debug("get already queued", "agent=%s offset=%llu", s->name,
+                 (unsigned long long)m->offset);
+    s_xfer_serve(c);
 }
 
 static void
@@ -1888,6 +1977,7 @@ static void
 s_tick(coord_t *c)
 {
     int64_t now = fl_now_ms();
+    s_xfer_pump(c);
     if (c->phase == PH_TRAIN) {
         /* silent agents drop out; a stalled transfer is dropped */
         for (size_t i = 0; i < c->n_sess; i++) {
@@ -2077,6 +2167,8 @@ s_setup(coord_t *c, const coord_run_opts_t *opts)
     if (c->secagg)
         c->sa_out = fl_xmalloc_aligned((numel + 1 + FL_SA_METRICS) * sizeof(float));
 
+    if (!(c->win = fl_window_new(c->cfg.xfer_window)))
+        return FL_EIO;
     c->ctx = zmq_ctx_new();
     if ((rc = fl_zap_start(c->ctx, s_zap_check, c, &c->zap)) != 0)
         return rc;
@@ -2129,6 +2221,7 @@ s_teardown(coord_t *c)
     fl_datakey_destroy(&c->dk);
     fl_signkey_destroy(&c->sk);
     /* after zmq_ctx_term: every queued chunk has released its reference */
+    fl_window_destroy(&c->win);
     if (c->gref)
         s_pub_release(c->gref);
     c->global = NULL;
@@ -2168,6 +2261,7 @@ s_reload_config(coord_t *c)
     snprintf(fresh.aggregation, sizeof fresh.aggregation, "%s", c->cfg.aggregation);
     snprintf(fresh.dp, sizeof fresh.dp, "%s", c->cfg.dp);
     c->cfg = fresh;
+    fl_window_set_budget(c->win, c->cfg.xfer_window);
     if (fl_log_parse_level(c->cfg.log_level, &lv) == 0)
         fl_log_set_level(lv);
     fl_info("configuration reloaded", "path=%s", c->paths.config);
@@ -2205,8 +2299,11 @@ coord_run(const coord_run_opts_t *opts)
 
     while (!s_stop) {
         /* the optional sockets last; absent ones are not polled */
-        zmq_pollitem_t items[4] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->admin, 0, ZMQ_POLLIN, 0}};
-        int ni = 2, ie = -1, ir = -1;
+        /* the credit window's fd: ZeroMQ released a chunk (fl_window.h) */
+        zmq_pollitem_t items[5] = {{c->sock, 0, ZMQ_POLLIN, 0},
+                                   {c->admin, 0, ZMQ_POLLIN, 0},
+                                   {NULL, fl_window_fd(c->win), ZMQ_POLLIN, 0}};
+        int ni = 3, ie = -1, ir = -1;
         if (c->enroll) {
             ie = ni;
             items[ni++] = (zmq_pollitem_t){c->enroll, 0, ZMQ_POLLIN, 0};

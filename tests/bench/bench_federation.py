@@ -582,7 +582,9 @@ def report(results, skipped, net):
             fmt(100 * dl / cs if dl and cs else None, "%.0f%%"),
             fmt(ul), fmt(100 * ul / cs if ul and cs else None, "%.0f%%"),
             "   <- single stream: one agent alone" if r["kind"] else ""))
-    print("   download = bytes of all agents' downloads / their span (N agents download at once);")
+    print("   download = bytes of all agents' downloads / their span (they take turns, 4 at a")
+    print("   time with transfer.window = 1 MiB, while those served already train and upload on")
+    print("   the same 2 vCPUs: compare the round wall time of section 1 too);")
     print("   upload = one update pulled by the coordinator (serially, one agent at a time): "
           "bytes / (received -")
     print("   max(ready, previous update received)), median over updates")
@@ -590,20 +592,29 @@ def report(results, skipped, net):
     print("   transfer stalls (agent re-requested after 5 s): %d" % stalls)
 
     print("\n4. Coordinator peak RSS (VmHWM) vs goal 3 x model bytes + 64 KiB per agent (MiB)")
-    print("   %-5s %4s %9s %9s %9s %8s %13s %10s" % ("model", "N", "VmHWM", "at start", "goal",
-                                                     "HWM/goal", "KiB/agent", "agent HWM"))
+    print("   %-5s %4s %9s %9s %9s %8s %13s %9s %10s" % (
+        "model", "N", "VmHWM", "at start", "goal", "HWM/goal", "KiB/agent", "marginal",
+        "agent HWM"))
+    prev = {}   # model -> (N, VmHWM) of the previous federation of that model
     for r in one + fed:
         goal = 3 * r["model_bytes"] + 64 * 1024 * r["n"]
         hwm, base = r.get("coord_hwm"), r.get("coord_base_rss")
-        print("   %-5s %4d %9s %9s %9.1f %8s %13s %10s" % (
+        p = prev.get(r["label"])
+        marginal = (hwm - p[1]) / 1024 / (r["n"] - p[0]) if hwm and p and r["n"] > p[0] else None
+        if hwm:
+            prev[r["label"]] = (r["n"], hwm)
+        print("   %-5s %4d %9s %9s %9.1f %8s %13s %9s %10s" % (
             r["label"], r["n"], fmt(hwm / 2**20 if hwm else None, "%.1f"),
             fmt(base / 2**20 if base else None, "%.1f"), goal / 2**20,
             fmt(hwm / goal if hwm else None, "%.2f"),
             fmt((hwm - base) / 1024 / r["n"] if hwm and base else None, "%.0f") + " (64)",
+            fmt(marginal, "%.0f"),
             fmt(r["agent_hwm"] / 2**20 if r.get("agent_hwm") else None, "%.1f")))
     print("   at start = VmRSS once the coordinator has started (model loaded, no agent yet);")
-    print("   KiB/agent = (VmHWM - at start) / N, goal in brackets; agent HWM = the largest "
-          "agent's VmHWM")
+    print("   KiB/agent = (VmHWM - at start) / N, goal in brackets: it also spreads over N what")
+    print("   grows with the model (the sealed checkpoint at a commit, SQLite's cache) and the")
+    print("   credit window (transfer.window); marginal = VmHWM growth per added agent from the")
+    print("   row above of the same model; agent HWM = the largest agent's VmHWM")
 
     print("\n5. Secure aggregation per round, 1M model, median of rounds 2..R (seconds): off, SecAgg "
           "(default: full graph")
