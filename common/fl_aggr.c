@@ -33,13 +33,15 @@ struct fl_aggr {
     uint32_t maxbits; /* max bits(|u|) so far */
 };
 
-/* A 64-byte aligned buffer of n floats, zeroed so that its pages are touched
- * now rather than in the first round; NULL when the allocation fails. */
+/* A 64-byte aligned buffer of n floats and FL_AGGR_SCRATCH_SLACK bytes more,
+ * zeroed so that its pages are touched now rather than in the first round;
+ * NULL when the allocation fails. */
 static float *
 s_alloc_touched(size_t n)
 {
     void *p = NULL;
-    size_t bytes = n * sizeof(float); /* n <= FL_PARAMS_MAX_ELEMS: no overflow */
+    /* n <= FL_PARAMS_MAX_ELEMS: no overflow */
+    size_t bytes = n * sizeof(float) + FL_AGGR_SCRATCH_SLACK;
     if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0)
         return NULL;
     memset(p, 0, bytes);
@@ -241,6 +243,12 @@ float *
 fl_aggr_scratch(fl_aggr_t *self)
 {
     return self->open ? NULL : self->spare;
+}
+
+size_t
+fl_aggr_scratch_bytes(const fl_aggr_t *self)
+{
+    return self->numel * sizeof(float) + FL_AGGR_SCRATCH_SLACK;
 }
 
 int

@@ -118,6 +118,14 @@ bool fl_aggr_open(const fl_aggr_t *self);
  * Overwritten by the next add. Borrowed from self. */
 float *fl_aggr_scratch(fl_aggr_t *self);
 
+/* The scratch buffer holds numel floats and this many bytes more, so that a
+ * model of numel floats sealed for storage (fl_seal: + FL_SEAL_OVERHEAD)
+ * fits in it: the commit needs no model-sized allocation of its own. */
+#define FL_AGGR_SCRATCH_SLACK 64
+
+/* Bytes fl_aggr_scratch() may be written with: numel * 4 + slack. */
+size_t fl_aggr_scratch_bytes(const fl_aggr_t *self);
+
 /* Number of updates added since the last reset. */
 size_t fl_aggr_count(const fl_aggr_t *self);
 

@@ -161,7 +161,7 @@ coord_cmd_init(int argc, char **argv)
         (rc = coord_checkpoint_save(store, dk, fedid, 0, digest,
                                     fl_params_data(fl_model_params(model)),
                                     fl_params_numel(fl_model_params(model)) * sizeof(float), NULL,
-                                    0, fl_wall_ms())) != 0 ||
+                                    0, fl_wall_ms(), NULL, 0)) != 0 ||
         (rc = fl_store_commit(store)) != 0)
         goto fail;
 

@@ -54,6 +54,7 @@
 #include "config.h"
 #include "enroll.h"
 #include "fl_aggr.h"
+#include "fl_seal.h"
 #include "fl_dp.h"
 #include "fl_keys.h"
 #include "fl_log.h"
@@ -799,6 +800,9 @@ s_sa_mean(coord_t *c, float *mean)
 
 static void s_drop_get_cb(size_t tag, const fl_window_req_t *req, void *arg);
 
+/* The commit seals the new model in the aggregator's free buffer. */
+_Static_assert(FL_AGGR_SCRATCH_SLACK >= FL_SEAL_OVERHEAD, "a sealed model fits in the scratch");
+
 /* Close the training attempt: aggregate and commit, or record the failure. */
 static int
 s_finish_attempt(coord_t *c)
@@ -869,7 +873,7 @@ s_finish_attempt(coord_t *c)
     if (rc == 0)
         rc = coord_checkpoint_save(c->store, c->dk, c->fedid, c->round, c->digest,
                                    fl_params_data(c->global), c->model_bytes, state, state_len,
-                                   fl_wall_ms());
+                                   fl_wall_ms(), mean, fl_aggr_scratch_bytes(c->aggr));
     if (rc == 0)
         rc = fl_store_metric_put(c->store, c->round, "train_loss", row.train_loss);
     if (rc == 0)

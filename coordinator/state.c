@@ -4,6 +4,7 @@
 #include "state.h"
 
 #include <pwd.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -91,17 +92,28 @@ s_seal(const fl_datakey_t *dk, const char *purpose, const char *fedid, int64_t r
 int
 coord_checkpoint_save(fl_store_t *store, const fl_datakey_t *dk, const char *fedid, int64_t round,
                       const uint8_t digest[32], const void *model, size_t model_len,
-                      const void *state, size_t state_len, int64_t now_ms)
+                      const void *state, size_t state_len, int64_t now_ms, void *work,
+                      size_t work_cap)
 {
-    uint8_t *m = NULL, *st = NULL;
-    size_t mlen = 0, stlen = 0;
-    int rc = s_seal(dk, FL_SEAL_PURPOSE_MODEL, fedid, round, digest, model, model_len, &m, &mlen);
+    uint8_t *m = NULL, *st = NULL, ad[FL_SEAL_AD_MAX];
+    size_t mlen = 0, stlen = 0, adlen = 0;
+    bool in_work = work && model_len <= work_cap && work_cap - model_len >= FL_SEAL_OVERHEAD;
+    int rc;
+    if (in_work) {
+        memcpy(work, model, model_len);
+        if ((rc = fl_seal_ad(FL_SEAL_PURPOSE_MODEL, fedid, round, digest, ad, &adlen)) == 0 &&
+            (rc = fl_seal_inplace(dk, ad, adlen, work, model_len, work_cap, &mlen)) == 0)
+            m = work;
+    } else {
+        rc = s_seal(dk, FL_SEAL_PURPOSE_MODEL, fedid, round, digest, model, model_len, &m, &mlen);
+    }
     if (rc == 0 && state_len > 0)
         rc = s_seal(dk, FL_SEAL_PURPOSE_STATE, fedid, round, digest, state, state_len, &st,
                     &stlen);
     if (rc == 0)
         rc = fl_store_checkpoint_put(store, round, digest, m, mlen, st, stlen, now_ms);
-    free(m);
+    if (!in_work)
+        free(m);
     free(st);
     return rc;
 }

@@ -62,12 +62,16 @@ int coord_federation_id(fl_store_t *store, char out[65]) FL_MUST_CHECK;
  * optimizer state (may be empty) are each sealed with XChaCha20-Poly1305
  * under the data key, with associated data binding federation, round and
  * model digest, so a blob edited or moved to another row does not open.
- * Works inside the caller's transaction.
+ * Works inside the caller's transaction. `work` (may be NULL) is a buffer of
+ * work_cap bytes the caller does not need now: when the sealed model
+ * (model_len + FL_SEAL_OVERHEAD) fits, the model is sealed there, in place,
+ * instead of in a new model-sized allocation (the coordinator's peak memory
+ * at each commit).
  */
 int coord_checkpoint_save(fl_store_t *store, const fl_datakey_t *dk, const char *fedid,
                           int64_t round, const uint8_t digest[32], const void *model,
-                          size_t model_len, const void *state, size_t state_len, int64_t now_ms)
-    FL_MUST_CHECK;
+                          size_t model_len, const void *state, size_t state_len, int64_t now_ms,
+                          void *work, size_t work_cap) FL_MUST_CHECK;
 
 /*
  * Load and open the checkpoint of `round` (< 0: the latest). On success the

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fl_aggr.h"
+#include "fl_seal.h"
 #include "fl_rng.h"
 #include "fl_util.h"
 
@@ -397,6 +398,12 @@ test_chunked_add(void **state)
     assert_non_null(scratch);
     assert_int_equal(fl_aggr_mean(b, scratch), 0);
     assert_memory_equal(whole, scratch, sizeof whole);
+    /* and holds a sealed copy of a model of its size (the commit seals there):
+     * every byte of it may be written (ASan would see an overrun) */
+    assert_int_equal(fl_aggr_scratch_bytes(b), sizeof whole + FL_AGGR_SCRATCH_SLACK);
+    assert_true(FL_AGGR_SCRATCH_SLACK >= FL_SEAL_OVERHEAD);
+    memset(scratch, 0xab, fl_aggr_scratch_bytes(b));
+    assert_int_equal(((const uint8_t *)scratch)[fl_aggr_scratch_bytes(b) - 1], 0xab);
     fl_aggr_destroy(&a);
     fl_aggr_destroy(&b);
 }
