@@ -52,6 +52,7 @@
 #define PING_MS 2000
 #define HELLO_RETRY_MS 1000
 #define DOWNLOAD_STALL_MS 5000  /* re-request from where the transfer stopped */
+#define DOWNLOAD_STALL_MAX_MS 30000 /* ... doubling while nothing arrives, up to this */
 
 typedef struct agent_opts {
     const char *coordinator, *server_key, *key, *data, *test_data, *partition, *log_level;
@@ -93,6 +94,7 @@ typedef struct agent {
     uint8_t dl_digest[32];
     size_t dl_total, dl_got, dl_next;
     int64_t dl_last_ms;
+    int64_t dl_stall_ms; /* request timeout now: doubles while nothing arrives */
     crypto_generichash_state dl_hash; /* over the chunks received, in order */
 
     /* the task waiting for its model, and the one on the worker */
@@ -668,6 +670,7 @@ s_advance(agent_t *a)
     a->dl_got = a->dl_next = 0;
     crypto_generichash_init(&a->dl_hash, NULL, 0, 32);
     a->dl_last_ms = fl_now_ms();
+    a->dl_stall_ms = DOWNLOAD_STALL_MS;
     fl_info("downloading the global model", "bytes=%zu", a->dl_total);
     s_request_chunks(a);
 }
@@ -725,6 +728,7 @@ s_on_chunk(agent_t *a, const fl_msg_t *m, const uint8_t *data, size_t len)
     crypto_generichash_update(&a->dl_hash, data, len);
     a->dl_got += len;
     a->dl_last_ms = fl_now_ms();
+    a->dl_stall_ms = DOWNLOAD_STALL_MS;
     if (a->dl_got < a->dl_total) {
         s_request_chunks(a);
         return;
@@ -948,10 +952,21 @@ s_timers(agent_t *a)
         a->last_ping_ms = now;
         (void)s_send(a, &m, NULL, 0);
     }
-    if (a->dl_active && a->connected && now - a->dl_last_ms >= DOWNLOAD_STALL_MS) {
-        fl_info("model transfer stalled; resuming", "offset=%zu of=%zu", a->dl_got, a->dl_total);
+    /* Nothing arrived for a request timeout: ask again from where it stopped.
+     * The coordinator may simply be serving other agents first (its credit
+     * window, docs/PROTOCOL.md 4.3), so the timeout doubles while nothing
+     * arrives, and only the first re-request of a wait is logged at info. */
+    if (a->dl_active && a->connected && now - a->dl_last_ms >= a->dl_stall_ms) {
+        if (a->dl_stall_ms == DOWNLOAD_STALL_MS)
+            fl_info("model transfer stalled; resuming", "offset=%zu of=%zu", a->dl_got,
+                    a->dl_total);
+        else
+            fl_debug("model transfer still waiting; asking again", "offset=%zu of=%zu wait_ms=%lld",
+                     a->dl_got, a->dl_total, (long long)a->dl_stall_ms);
         a->dl_next = a->dl_got;
         a->dl_last_ms = now;
+        a->dl_stall_ms = a->dl_stall_ms * 2 < DOWNLOAD_STALL_MAX_MS ? a->dl_stall_ms * 2
+                                                                    : DOWNLOAD_STALL_MAX_MS;
         s_request_chunks(a);
     }
 }

@@ -589,7 +589,8 @@ def report(results, skipped, net):
           "bytes / (received -")
     print("   max(ready, previous update received)), median over updates")
     stalls = sum(r["stalls"] for r in results)
-    print("   transfer stalls (agent re-requested after 5 s): %d" % stalls)
+    print("   transfer stalls (agent got nothing for 5 s and asked again; later re-requests of the")
+    print("   same wait, at 10, 20, 30 s, are not counted): %d" % stalls)
 
     print("\n4. Coordinator peak RSS (VmHWM) vs goal 3 x model bytes + 64 KiB per agent (MiB)")
     print("   %-5s %4s %9s %9s %9s %8s %13s %9s %10s" % (
