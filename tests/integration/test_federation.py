@@ -95,6 +95,34 @@ class FederationTest(covey.unittest.TestCase):
         finally:
             fed.close()
 
+    def test_downloads_take_turns_with_the_smallest_window(self):
+        # transfer.window = 1 byte: one agent at a time holds a download slot
+        # (the credit window always gives one), so every other agent's gets
+        # wait in the coordinator's queue, and pulls wait for the window too.
+        # Six agents, two secure rounds of the 0.2M model (4 chunks each):
+        # every download completes, every round commits all six updates, and
+        # nothing an agent sent was refused.
+        fed = Federation("window", model="mlp:784-256-10", settings={
+            "rounds.rounds": "2", "rounds.min_fit": "6", "rounds.min_available": "6",
+            "rounds.eval_every": "0", "training.epochs": "1", "transfer.window": "1"})
+        try:
+            keys = [fed.add_agent("edge-%d" % i) for i in range(6)]
+            fed.start_coordinator(["--exit-when-done"])
+            for i, k in enumerate(keys):
+                fed.start_agent("edge-%d" % i, k, i, 6, "iid")
+            fed.wait_exit("coordinator", 300)
+            self.assertEqual(fed.procs["coordinator"].returncode, 0, fed.tail("coordinator"))
+            log = fed.log("coordinator")
+            for rnd in (1, 2):
+                self.assertRegex(log, r'msg="round committed" round=%d attempt=\d+ updates=6 ' % rnd)
+            self.assertNotIn("invalid message rejected", log)
+            for i in range(6):
+                self.assertEqual(fed.log("edge-%d" % i).count('msg="global model received"'), 2,
+                                 fed.tail("edge-%d" % i))
+            self.assertEqual(fed.query("SELECT COUNT(*) FROM rounds WHERE phase = 'done'"), [(2,)])
+        finally:
+            fed.close()
+
 
 if __name__ == "__main__":
     covey.main()
