@@ -251,7 +251,7 @@ s_run_job(agent_t *a)
     int rc = s_prepare_model(a, t);
     if (rc == 0 && t->type == FL_MSG_TRAIN) {
         fl_train_config_t cfg;
-        fl_train_stats_t st;
+        fl_train_stats_t st = {0};
         fl_optim_kind_t kind;
         fl_train_config_default(&cfg);
         if ((rc = fl_optim_parse_kind(t->optimizer, &kind)) == 0) {

@@ -355,11 +355,12 @@ s_render_admins(const json_t *list, FILE *f)
     size_t i;
     json_t *a;
     fprintf(f, "%-20s %-9s %-8s %s\n", "NAME", "ROLE", "STATE", "PUBLIC KEY");
-    json_array_foreach(list, i, a)
+    json_array_foreach(list, i, a) {
         fprintf(f, "%-20s %-9s %-8s %s\n", json_string_value(json_object_get(a, "name")),
                 json_string_value(json_object_get(a, "role")),
                 json_is_true(json_object_get(a, "revoked")) ? "revoked" : "active",
                 json_string_value(json_object_get(a, "public_key")));
+    }
 }
 
 static const char s_admins_usage[] =
