@@ -125,8 +125,9 @@ typedef struct sess {
      * retransmission (after a reconnection) is recognised and ignored */
     bool sa_seen[4];
     uint8_t sa_seen_digest[4][32];
-    /* the identity certificate it sent in hello (checked when selecting) */
-    bool has_cert;
+    /* the identity certificate it sent in hello, and whether it is one of
+     * the identity CA's for its key (checked at hello and at each reload) */
+    bool has_cert, cert_ok;
     uint8_t cert[FL_CERT_LEN];
     fl_window_peer_t *wp; /* its gets waiting in the credit window (owned by it), or NULL */
 } sess_t;
@@ -269,15 +270,17 @@ s_online(const coord_t *c, const sess_t *s)
            fl_now_ms() - s->last_seen_ms < (int64_t)c->cfg.stale_after * 1000;
 }
 
-/* Whether s's identity certificate is one of the identity CA's and names its
- * CURVE key (the active-server model admits no other agent to a round). */
-static bool
-s_cert_ok(const coord_t *c, const sess_t *s)
+/* Set s->cert_ok: whether s's identity certificate is one of the identity
+ * CA's and names its CURVE key (the active-server model admits no other agent
+ * to a round). Once per hello and per reload, not per selection: it costs a
+ * signature check. */
+static void
+s_cert_check(const coord_t *c, sess_t *s)
 {
     uint8_t curve[32];
-    return s->has_cert && zmq_z85_decode(curve, s->key) &&
-           sodium_memcmp(curve, FL_CERT_CURVE_PK(s->cert), 32) == 0 &&
-           fl_cert_verify(c->cfg.sa_ca_pk, s->cert) == 0;
+    s->cert_ok = c->cfg.sa_active && s->has_cert && zmq_z85_decode(curve, s->key) &&
+                 sodium_memcmp(curve, FL_CERT_CURVE_PK(s->cert), 32) == 0 &&
+                 fl_cert_verify(c->cfg.sa_ca_pk, s->cert) == 0;
 }
 
 /* Online and, under the active-server model, certified: may be selected to
@@ -285,7 +288,7 @@ s_cert_ok(const coord_t *c, const sess_t *s)
 static bool
 s_eligible(const coord_t *c, const sess_t *s)
 {
-    return s_online(c, s) && (!c->secagg || !c->cfg.sa_active || s_cert_ok(c, s));
+    return s_online(c, s) && (!c->secagg || !c->cfg.sa_active || s->cert_ok);
 }
 
 static bool
@@ -1714,7 +1717,8 @@ s_on_hello(coord_t *c, sess_t *s, const fl_msg_t *m)
     snprintf(s->version, sizeof s->version, "%s", m->version);
     s->has_cert = m->has_cert;
     memcpy(s->cert, m->cert, sizeof s->cert);
-    if (c->secagg && c->cfg.sa_active && !s_cert_ok(c, s))
+    s_cert_check(c, s);
+    if (c->secagg && c->cfg.sa_active && !s->cert_ok)
         fl_warn("agent has no valid identity certificate: it is not selected while "
                 "secagg.identity_ca is set",
                 "agent=%s cert=%s hint=\"%s\"", s->name, s->has_cert ? "invalid" : "none",
@@ -2265,6 +2269,8 @@ s_reload_config(coord_t *c)
     snprintf(fresh.aggregation, sizeof fresh.aggregation, "%s", c->cfg.aggregation);
     snprintf(fresh.dp, sizeof fresh.dp, "%s", c->cfg.dp);
     c->cfg = fresh;
+    for (size_t i = 0; i < c->n_sess; i++) /* secagg.identity_ca may have changed */
+        s_cert_check(c, &c->sess[i]);
     fl_window_set_budget(c->win, c->cfg.xfer_window);
     if (fl_log_parse_level(c->cfg.log_level, &lv) == 0)
         fl_log_set_level(lv);

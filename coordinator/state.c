@@ -4,7 +4,6 @@
 #include "state.h"
 
 #include <pwd.h>
-#include <stdbool.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -78,15 +77,25 @@ coord_federation_id(fl_store_t *store, char out[65])
     return 0;
 }
 
-/* Seal one blob for (purpose, federation, round, digest). */
+/* Seal one blob for (purpose, federation, round, digest): in place in work
+ * (work_cap bytes, may be NULL) when it fits, with pt copied there first;
+ * otherwise into a new allocation. *out is work or the caller frees it. */
 static int
 s_seal(const fl_datakey_t *dk, const char *purpose, const char *fedid, int64_t round,
-       const uint8_t digest[32], const void *pt, size_t len, uint8_t **out, size_t *outlen)
+       const uint8_t digest[32], const void *pt, size_t len, void *work, size_t work_cap,
+       uint8_t **out, size_t *outlen)
 {
     uint8_t ad[FL_SEAL_AD_MAX];
     size_t adlen = 0;
     int rc = fl_seal_ad(purpose, fedid, round, digest, ad, &adlen);
-    return rc ? rc : fl_seal(dk, ad, adlen, pt, len, out, outlen);
+    if (rc != 0)
+        return rc;
+    if (!work || len > work_cap || work_cap - len < FL_SEAL_OVERHEAD)
+        return fl_seal(dk, ad, adlen, pt, len, out, outlen);
+    memcpy(work, pt, len);
+    if ((rc = fl_seal_inplace(dk, ad, adlen, work, len, work_cap, outlen)) == 0)
+        *out = work;
+    return rc;
 }
 
 int
@@ -95,24 +104,16 @@ coord_checkpoint_save(fl_store_t *store, const fl_datakey_t *dk, const char *fed
                       const void *state, size_t state_len, int64_t now_ms, void *work,
                       size_t work_cap)
 {
-    uint8_t *m = NULL, *st = NULL, ad[FL_SEAL_AD_MAX];
-    size_t mlen = 0, stlen = 0, adlen = 0;
-    bool in_work = work && model_len <= work_cap && work_cap - model_len >= FL_SEAL_OVERHEAD;
-    int rc;
-    if (in_work) {
-        memcpy(work, model, model_len);
-        if ((rc = fl_seal_ad(FL_SEAL_PURPOSE_MODEL, fedid, round, digest, ad, &adlen)) == 0 &&
-            (rc = fl_seal_inplace(dk, ad, adlen, work, model_len, work_cap, &mlen)) == 0)
-            m = work;
-    } else {
-        rc = s_seal(dk, FL_SEAL_PURPOSE_MODEL, fedid, round, digest, model, model_len, &m, &mlen);
-    }
+    uint8_t *m = NULL, *st = NULL;
+    size_t mlen = 0, stlen = 0;
+    int rc = s_seal(dk, FL_SEAL_PURPOSE_MODEL, fedid, round, digest, model, model_len, work,
+                    work_cap, &m, &mlen);
     if (rc == 0 && state_len > 0)
-        rc = s_seal(dk, FL_SEAL_PURPOSE_STATE, fedid, round, digest, state, state_len, &st,
-                    &stlen);
+        rc = s_seal(dk, FL_SEAL_PURPOSE_STATE, fedid, round, digest, state, state_len, NULL, 0,
+                    &st, &stlen);
     if (rc == 0)
         rc = fl_store_checkpoint_put(store, round, digest, m, mlen, st, stlen, now_ms);
-    if (!in_work)
+    if (m != work)
         free(m);
     free(st);
     return rc;
